@@ -1,0 +1,270 @@
+"""Wire messages between the controller, the agents and the CLI.
+
+Every message is a msgspec Struct encoded as JSON, so any NATS client can
+read it, and carries the schema version `v`. Fields added later get
+defaults, so a payload of an earlier version still decodes.
+
+Agent commands form a tagged union on the field `type`; each command has a
+unique `id` (agents answer a repeated id with the first reply) and a
+`deadline` in Unix seconds (agents reject commands that arrive after it).
+"""
+
+from typing import Literal
+
+import msgspec
+
+from schemas.job import DesiredState, JobSpec
+
+SCHEMA_VERSION = 1
+
+ErrorCode = Literal[
+    "invalid",
+    "not_found",
+    "conflict",
+    "docker_error",
+    "timeout",
+    "offline",
+    "forbidden",
+    "unavailable",
+    "internal",
+]
+ContainerState = Literal[
+    "created", "running", "paused", "restarting", "removing", "exited", "dead"
+]
+
+
+class Message(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=False):
+    v: int = SCHEMA_VERSION
+
+
+class ErrorInfo(msgspec.Struct, kw_only=True, frozen=True):
+    """Why a request failed: a stable code for scripts, a message for people."""
+
+    code: ErrorCode
+    message: str
+
+
+class PublishedPort(msgspec.Struct, kw_only=True, frozen=True):
+    container_port: int
+    protocol: str
+    host_ip: str
+    host_port: int
+
+
+class ContainerInfo(msgspec.Struct, kw_only=True, frozen=True):
+    """One container of a node as the agent sees it in Docker."""
+
+    id: str
+    name: str
+    job: str
+    node: str
+    image: str
+    state: ContainerState
+    status: str = ""
+    exit_code: int | None = None
+    oom_killed: bool = False
+    ports: list[PublishedPort] = []
+    created_at: str = ""
+    started_at: str = ""
+    finished_at: str = ""
+
+
+# Commands, controller -> agent, on dsched.node.<node>.cmd
+
+
+class Command(Message, tag_field="type", forbid_unknown_fields=True):
+    id: str
+    deadline: float
+
+
+class Create(Command, tag="create"):
+    """Create the job's container and, when `start` is set, start it.
+
+    A start that fails removes the container again, so a failed create
+    leaves nothing behind.
+    """
+
+    spec: JobSpec
+    start: bool = True
+    pull: bool = True
+
+
+class Start(Command, tag="start"):
+    job: str
+
+
+class Stop(Command, tag="stop"):
+    job: str
+    timeout_s: float | None = None
+
+
+class Pause(Command, tag="pause"):
+    job: str
+
+
+class Unpause(Command, tag="unpause"):
+    job: str
+
+
+class Remove(Command, tag="remove"):
+    job: str
+    force: bool = True
+
+
+class Inspect(Command, tag="inspect"):
+    job: str
+
+
+class List(Command, tag="list"):
+    pass
+
+
+class Logs(Command, tag="logs"):
+    job: str
+    tail: int = 100
+
+
+class Ping(Command, tag="ping"):
+    pass
+
+
+AnyCommand = (
+    Create | Start | Stop | Pause | Unpause | Remove | Inspect | List | Logs | Ping
+)
+
+
+class Reply(Message, forbid_unknown_fields=False):
+    """An agent's reply to one command, matched to it by `id`."""
+
+    id: str
+    node: str
+    ok: bool
+    error: ErrorInfo | None = None
+    container: ContainerInfo | None = None
+    containers: list[ContainerInfo] | None = None
+    logs: str | None = None
+
+
+# Heartbeats and events, agent -> all
+
+
+class Heartbeat(Message):
+    node: str
+    seq: int
+    sent_at: float
+    interval_s: float
+    device_type: str
+    labels: dict[str, str] = {}
+    cpu_percent: float = 0.0
+    cpu_count: int = 0
+    mem_used_bytes: int = 0
+    mem_total_bytes: int = 0
+    disk_used_bytes: int = 0
+    disk_total_bytes: int = 0
+    containers: list[ContainerInfo] = []
+    agent_started_at: float = 0.0
+
+
+class ContainerEvent(Message):
+    """A Docker event of one of the node's containers (start, die, oom, ...)."""
+
+    node: str
+    job: str
+    container_id: str
+    action: str
+    time: float
+    exit_code: int | None = None
+
+
+class NodeEvent(Message):
+    """A change of a node's state as the controller sees it (online, offline)."""
+
+    node: str
+    state: str
+    time: float
+    message: str = ""
+
+
+class JobEvent(Message):
+    """A job's state transition, published by the controller."""
+
+    job: str
+    state: str
+    desired: DesiredState
+    time: float
+    node: str | None = None
+    message: str = ""
+
+
+# Controller API, CLI -> controller, on dsched.api.<verb>
+
+
+class SubmitRequest(Message, forbid_unknown_fields=True):
+    spec: JobSpec
+    wait: bool = True
+    timeout_s: float = 60.0
+
+
+class JobRequest(Message, forbid_unknown_fields=True):
+    job: str
+    timeout_s: float = 30.0
+
+
+class LogsRequest(Message, forbid_unknown_fields=True):
+    job: str
+    tail: int = 100
+
+
+class ListRequest(Message, forbid_unknown_fields=True):
+    pass
+
+
+class JobView(msgspec.Struct, kw_only=True, frozen=True):
+    """A job as the controller stores and reports it."""
+
+    name: str
+    desired: DesiredState
+    state: str
+    node: str | None = None
+    container_id: str | None = None
+    image: str = ""
+    ports: list[PublishedPort] = []
+    message: str = ""
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+class NodeView(msgspec.Struct, kw_only=True, frozen=True):
+    """A node as the controller's registry reports it."""
+
+    name: str
+    state: str
+    device_type: str
+    last_seen: float
+    labels: dict[str, str] = {}
+    cpu_percent: float = 0.0
+    mem_used_bytes: int = 0
+    mem_total_bytes: int = 0
+    containers: int = 0
+
+
+class ApiReply(Message, forbid_unknown_fields=False):
+    ok: bool
+    error: ErrorInfo | None = None
+    job: JobView | None = None
+    jobs: list[JobView] | None = None
+    nodes: list[NodeView] | None = None
+    container: ContainerInfo | None = None
+    logs: str | None = None
+
+
+command_decoder = msgspec.json.Decoder(AnyCommand)
+reply_decoder = msgspec.json.Decoder(Reply)
+heartbeat_decoder = msgspec.json.Decoder(Heartbeat)
+container_event_decoder = msgspec.json.Decoder(ContainerEvent)
+api_reply_decoder = msgspec.json.Decoder(ApiReply)
+encoder = msgspec.json.Encoder()
+
+
+def encode(message: msgspec.Struct) -> bytes:
+    return encoder.encode(message)
