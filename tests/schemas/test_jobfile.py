@@ -1,0 +1,238 @@
+import textwrap
+
+import pytest
+
+from schemas.job import JobSpec, Placement
+from schemas.jobfile import JobFileError, load_job_file, load_job_text
+
+
+def load(text: str) -> JobSpec:
+    return load_job_text(textwrap.dedent(text), "job.yaml")
+
+
+def load_error(text: str) -> JobFileError:
+    with pytest.raises(JobFileError) as info:
+        load(text)
+    return info.value
+
+
+FULL_JOB = """\
+    name: yolo
+    image: "ascend/yolov5:1.10"
+    command: python3 serve.py --port 80
+    entrypoint: ["/bin/sh", "-c"]
+    environment:
+      ASCEND_VISIBLE_DEVICES: "0"
+      WORKERS: 4
+    privileged: true
+    devices: ["/dev/davinci0", "/dev/zero:/dev/npu0:rw"]
+    volumes: ["/usr/local/Ascend/driver:/usr/local/Ascend/driver:ro"]
+    ports: ["8080:80", "127.0.0.1:9000:9000/udp"]
+    tty: true
+    stdin_open: true
+    network_mode: bridge
+    restart: unless-stopped
+    cpus: 1.5
+    mem_limit: 512m
+    labels: {team: edge}
+    working_dir: /app
+    user: "1000:1000"
+    hostname: yolo-box
+    cap_add: [SYS_ADMIN]
+    cap_drop: [NET_RAW]
+    shm_size: 1g
+    extra_hosts: ["registry.lab:127.0.0.1"]
+    ulimits:
+      nofile: {soft: 1024, hard: 2048}
+      nproc: 512
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 10s
+      retries: 3
+    stop_signal: SIGINT
+    stop_grace_period: 1m30s
+    placement:
+      node: atlas-01
+      device_type: ATLAS_I
+      labels: {site: lab}
+    """
+
+
+def test_full_job_file_loads_every_field():
+    spec = load(FULL_JOB)
+
+    assert spec.name == "yolo"
+    assert spec.image == "ascend/yolov5:1.10"
+    assert spec.command == "python3 serve.py --port 80"
+    assert spec.environment_dict() == {"ASCEND_VISIBLE_DEVICES": "0", "WORKERS": "4"}
+    assert spec.privileged is True
+    assert spec.devices == ["/dev/davinci0", "/dev/zero:/dev/npu0:rw"]
+    assert spec.ports == ["8080:80", "127.0.0.1:9000:9000/udp"]
+    assert spec.cpus == 1.5
+    assert spec.mem_limit == "512m"
+    assert spec.user == "1000:1000"
+    assert spec.ulimits["nproc"] == 512
+    assert spec.healthcheck.retries == 3
+    assert spec.stop_grace_s() == 90.0
+    assert spec.placement == Placement(
+        node="atlas-01", device_type="ATLAS_I", labels={"site": "lab"}
+    )
+
+
+def test_example_job_files_load():
+    from pathlib import Path
+
+    examples = Path(__file__).parents[2] / "examples"
+
+    names = [load_job_file(path).name for path in sorted(examples.glob("*.yaml"))]
+
+    assert "web" in names
+    assert "yolov5-atlas" in names
+
+
+def test_missing_file_names_path():
+    with pytest.raises(JobFileError, match="nope.yaml: cannot read the job file"):
+        load_job_file("nope.yaml")
+
+
+def test_syntax_error_gives_line():
+    error = load_error("name: web\nimage: [x\n")
+
+    assert error.line == 3
+    assert "invalid YAML" in str(error)
+
+
+def test_tab_indentation_gives_line():
+    error = load_error("name: web\n\timage: x\n")
+
+    assert error.line == 2
+    assert str(error).startswith("job.yaml:2:")
+
+
+def test_unknown_field_gives_path_and_line():
+    error = load_error("name: web\nimage: x\nplacement:\n  nod: a\n")
+
+    assert error.line == 4
+    assert error.path == ("placement", "nod")
+    assert "unknown field 'nod'" in str(error)
+
+
+def test_wrong_type_gives_path_and_line():
+    error = load_error('name: web\nimage: x\nprivileged: "true"\n')
+
+    assert error.line == 3
+    assert str(error) == "job.yaml:3: privileged: expected 'bool', got 'str'"
+
+
+def test_missing_required_field_is_named():
+    error = load_error("name: web\n")
+
+    assert "missing required field 'image'" in str(error)
+
+
+def test_duplicate_key_names_both_lines():
+    error = load_error("name: web\nimage: x\nname: other\n")
+
+    assert error.line == 3
+    assert "duplicate key 'name' (first set on line 1)" in str(error)
+
+
+def test_unquoted_base60_port_is_rejected():
+    error = load_error("name: web\nimage: x\nports:\n  - 22:22\n")
+
+    assert error.line == 4
+    assert error.path == ("ports", 0)
+    assert 'quote it: "22:22"' in str(error)
+
+
+@pytest.mark.parametrize("word", ["no", "off", "yes", "on", "No", "OFF", "y", "n"])
+def test_unquoted_yaml11_boolean_is_rejected(word):
+    error = load_error(f"name: web\nimage: x\nrestart: {word}\n")
+
+    assert error.line == 3
+    assert f'quote it ("{word}")' in str(error)
+
+
+def test_quoted_no_restart_is_accepted():
+    spec = load("name: web\nimage: x\nrestart: 'no'\n")
+
+    assert spec.restart == "no"
+
+
+def test_version_like_float_label_is_rejected():
+    error = load_error("name: web\nimage: x\nlabels:\n  team: a\n  version: 1.10\n")
+
+    assert error.line == 5
+    assert error.path == ("labels", "version")
+    assert 'quote it ("1.10")' in str(error)
+
+
+def test_version_like_float_env_is_rejected():
+    error = load_error("name: web\nimage: x\nenvironment:\n  PY: 3.10\n")
+
+    assert error.line == 4
+    assert 'quote it ("3.10")' in str(error)
+
+
+def test_explicit_str_tag_keeps_text():
+    spec = load("name: web\nimage: x\nlabels:\n  version: !!str 1.10\n")
+
+    assert spec.labels == {"version": "1.10"}
+
+
+def test_leading_zero_number_is_rejected():
+    error = load_error("name: web\nimage: x\nenvironment:\n  MODE: 0755\n")
+
+    assert "octal number in YAML 1.1" in str(error)
+
+
+def test_invalid_job_name_is_rejected():
+    error = load_error("name: web.1\nimage: x\n")
+
+    assert error.line == 1
+    assert "invalid job name 'web.1'" in str(error)
+
+
+def test_invalid_port_gives_item_line():
+    error = load_error('name: web\nimage: x\nports:\n  - "80:80"\n  - "1:2:3:4"\n')
+
+    assert error.line == 5
+    assert error.path == ("ports", 1)
+
+
+def test_duplicate_host_port_is_rejected():
+    error = load_error('name: web\nimage: x\nports: ["8080:80", "8080:81"]\n')
+
+    assert "host port '8080:81' is published twice" in str(error)
+
+
+def test_bad_nested_duration_gives_line():
+    error = load_error("name: web\nimage: x\nhealthcheck:\n  interval: 5x\n")
+
+    assert error.line == 4
+    assert error.path == ("healthcheck", "interval")
+
+
+def test_ulimit_with_wrong_type_gives_line():
+    error = load_error(
+        "name: web\nimage: x\nulimits:\n  nofile:\n    soft: a\n    hard: 2\n"
+    )
+
+    assert error.line == 5
+    assert error.path == ("ulimits", "nofile", "soft")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("", "the job file is empty"), ("- a\n", "expected a mapping of job fields")],
+)
+def test_non_mapping_document_is_rejected(text, message):
+    error = load_error(text)
+
+    assert message in str(error)
+
+
+def test_unsupported_tag_is_rejected():
+    error = load_error("name: web\nimage: !!binary aGk=\n")
+
+    assert "unsupported YAML tag" in str(error)
