@@ -1,0 +1,120 @@
+"""NATS connections: the one place nats-py errors become controller errors."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import nats
+import nats.errors
+from nats.aio.client import Client
+
+from controller.errors import (
+    CommandTimeoutError,
+    ControllerError,
+    UnavailableError,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+CONNECT_TIMEOUT_S = 2.0
+SERVICE_CONNECT_TIMEOUT_S = 10.0
+RECONNECT_WAIT_S = 1.0
+
+
+@dataclass(frozen=True)
+class NatsOptions:
+    """Where and how to connect: URL and the usual NATS credentials."""
+
+    url: str = DEFAULT_NATS_URL
+    creds: str | None = None
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+
+    def connect_kwargs(self) -> dict:
+        kwargs = {"servers": self.url, "connect_timeout": CONNECT_TIMEOUT_S}
+        if self.creds:
+            kwargs["user_credentials"] = self.creds
+        if self.user:
+            kwargs["user"] = self.user
+            kwargs["password"] = self.password
+        if self.token:
+            kwargs["token"] = self.token
+        return kwargs
+
+
+def _unreachable(options: NatsOptions, exc: BaseException) -> UnavailableError:
+    reason = str(exc) or type(exc).__name__
+    return UnavailableError(
+        f"cannot connect to NATS at {options.url} ({reason}); start the broker "
+        "with `broker` or pass --nats URL"
+    )
+
+
+async def connect_once(options: NatsOptions, name: str) -> Client:
+    """Connect without reconnecting, for short-lived CLI commands."""
+    try:
+        return await nats.connect(
+            **options.connect_kwargs(),
+            name=name,
+            allow_reconnect=False,
+            error_cb=_log_nats_error,
+        )
+    except (TimeoutError, OSError, nats.errors.Error) as exc:
+        raise _unreachable(options, exc) from exc
+
+
+async def connect_service(options: NatsOptions, name: str, **callbacks) -> Client:
+    """Connect and keep reconnecting forever, for the long-running service.
+
+    The first connection must succeed within SERVICE_CONNECT_TIMEOUT_S.
+    """
+    client = Client()
+    connecting = client.connect(
+        **options.connect_kwargs(),
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=RECONNECT_WAIT_S,
+        error_cb=_log_nats_error,
+        **callbacks,
+    )
+    try:
+        await asyncio.wait_for(connecting, SERVICE_CONNECT_TIMEOUT_S)
+    except (TimeoutError, OSError, nats.errors.Error) as exc:
+        await client.close()
+        raise _unreachable(options, exc) from exc
+    return client
+
+
+async def _log_nats_error(exc: Exception) -> None:
+    logger.debug("NATS connection error: %r", exc)
+
+
+@contextlib.contextmanager
+def nats_errors(
+    action: str,
+    *,
+    no_responders: ControllerError | None = None,
+    timeout: ControllerError | None = None,
+) -> Iterator[None]:
+    """Translate the nats-py errors of one operation into controller errors.
+
+    `action` says what was tried; `no_responders` and `timeout` replace the
+    generic errors when the caller can say more, such as which node is silent.
+    """
+    try:
+        yield
+    except ControllerError:
+        raise
+    except nats.errors.NoRespondersError as exc:
+        raise no_responders or UnavailableError(
+            f"{action} failed: nothing subscribes to answer"
+        ) from exc
+    except TimeoutError as exc:
+        raise timeout or CommandTimeoutError(f"{action} timed out") from exc
+    except (nats.errors.Error, OSError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise UnavailableError(f"{action} failed: {reason}") from exc

@@ -1,0 +1,150 @@
+"""The job store: one record per job in a JetStream key-value bucket.
+
+The bucket outlives the controller process, so a restarted controller finds
+every job with its desired state, node and container.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+
+import msgspec
+import nats.js.errors
+from nats.js.api import KeyValueConfig
+from nats.js.client import JetStreamContext
+from nats.js.kv import KeyValue
+
+from controller.codec import decode
+from controller.connection import nats_errors
+from controller.errors import ConflictError, NotFoundError
+from schemas.job import DesiredState, JobSpec
+from schemas.messages import JobView, PublishedPort, encode
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BUCKET = "dsched-jobs"
+UPDATE_ATTEMPTS = 5
+LIST_TIMEOUT_S = 5.0
+
+
+class JobRecord(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=False):
+    """A job as stored: its spec, desired state and what was last observed."""
+
+    spec: JobSpec
+    desired: DesiredState
+    state: str = "pending"
+    node: str | None = None
+    container_id: str | None = None
+    ports: list[PublishedPort] = []
+    message: str = ""
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def view(self) -> JobView:
+        return JobView(
+            name=self.name,
+            desired=self.desired,
+            state=self.state,
+            node=self.node,
+            container_id=self.container_id,
+            image=self.spec.image,
+            ports=self.ports,
+            message=self.message,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+
+
+_record_decoder = msgspec.json.Decoder(JobRecord)
+
+
+class JobStore:
+    """Job records keyed by job name; `create` and `update` are atomic."""
+
+    def __init__(self, kv: KeyValue, clock: Callable[[], float] = time.time) -> None:
+        self._kv = kv
+        self._clock = clock
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, bucket: str = DEFAULT_BUCKET):
+        """Open the bucket, creating it with history 1 if it does not exist."""
+        with nats_errors(f"open key-value bucket {bucket!r}"):
+            try:
+                kv = await js.key_value(bucket)
+            except nats.js.errors.BucketNotFoundError:
+                logger.info("creating key-value bucket %r for job records", bucket)
+                kv = await js.create_key_value(KeyValueConfig(bucket=bucket, history=1))
+        return cls(kv)
+
+    async def create(self, spec: JobSpec, desired: DesiredState, **fields):
+        """Store a new record, or raise ConflictError if the job name is taken."""
+        now = self._clock()
+        record = JobRecord(
+            spec=spec, desired=desired, created_at=now, updated_at=now, **fields
+        )
+        with nats_errors(f"store job {spec.name!r}"):
+            try:
+                await self._kv.create(spec.name, encode(record))
+            except nats.js.errors.KeyWrongLastSequenceError as exc:
+                raise ConflictError(
+                    f"job {spec.name!r} already exists; remove it first or "
+                    "choose another name"
+                ) from exc
+        return record
+
+    async def get(self, name: str) -> JobRecord:
+        """Return the job's record, or raise NotFoundError."""
+        record, _ = await self._entry(name)
+        return record
+
+    async def update(self, name: str, **changes) -> JobRecord:
+        """Apply `changes` to the current record, retrying if another writer won."""
+        for _ in range(UPDATE_ATTEMPTS):
+            record, revision = await self._entry(name)
+            changed = msgspec.structs.replace(
+                record, updated_at=self._clock(), **changes
+            )
+            with nats_errors(f"update job {name!r}"):
+                try:
+                    await self._kv.update(name, encode(changed), last=revision)
+                    return changed
+                except nats.js.errors.KeyWrongLastSequenceError:
+                    logger.debug("job %s changed while updating it, retrying", name)
+        raise ConflictError(
+            f"job {name!r} kept changing during {UPDATE_ATTEMPTS} update attempts; "
+            "retry the command"
+        )
+
+    async def delete(self, name: str) -> None:
+        with nats_errors(f"delete job {name!r}"):
+            await self._kv.purge(name)
+
+    async def list(self) -> list[JobRecord]:
+        """Return every job record, sorted by name."""
+        records = []
+        with nats_errors("list job records"):
+            watcher = await self._kv.watchall(ignore_deletes=True)
+            try:
+                while (entry := await watcher.updates(LIST_TIMEOUT_S)) is not None:
+                    records.append(self._decode(entry.key, entry.value))
+            finally:
+                await watcher.stop()
+        return sorted(records, key=lambda record: record.name)
+
+    async def _entry(self, name: str) -> tuple[JobRecord, int]:
+        with nats_errors(f"read job {name!r}"):
+            try:
+                entry = await self._kv.get(name)
+            except nats.js.errors.KeyNotFoundError as exc:
+                raise NotFoundError(
+                    f"job {name!r} not found; see `controller jobs`"
+                ) from exc
+        return self._decode(name, entry.value), entry.revision
+
+    @staticmethod
+    def _decode(name: str, value: bytes | None) -> JobRecord:
+        return decode(_record_decoder, value or b"", f"stored record of job {name!r}")

@@ -1,0 +1,47 @@
+"""Builders for heartbeats and container records used by the unit tests."""
+
+from schemas.messages import ContainerInfo, Heartbeat
+
+
+def container(job: str, node: str, state: str = "running") -> ContainerInfo:
+    return ContainerInfo(
+        id=f"id-{job}", name=job, job=job, node=node, image="img", state=state
+    )
+
+
+def heartbeat(
+    node: str,
+    seq: int = 1,
+    *,
+    device_type: str = "X86",
+    labels: dict[str, str] | None = None,
+    cpu_percent: float = 0.0,
+    running: int = 0,
+    interval_s: float = 1.0,
+    agent_started_at: float = 100.0,
+) -> Heartbeat:
+    containers = [container(f"job{index}", node) for index in range(running)]
+    return Heartbeat(
+        node=node,
+        seq=seq,
+        sent_at=0.0,
+        interval_s=interval_s,
+        device_type=device_type,
+        labels=labels or {},
+        cpu_percent=cpu_percent,
+        containers=containers,
+        agent_started_at=agent_started_at,
+    )
+
+
+class FakeClock:
+    """A clock that moves only when a test advances it."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
