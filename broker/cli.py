@@ -1,0 +1,134 @@
+"""The `broker` command: run nats-server with JetStream until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from broker.server import (
+    BrokerError,
+    NatsServer,
+    ServerStartError,
+    default_config_path,
+)
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+WATCH_INTERVAL_S = 0.2
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def default_store_dir() -> Path:
+    """Return $XDG_DATA_HOME/docker-scheduler/broker, or ~/.local/share/... ."""
+    data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data_home) / "docker-scheduler" / "broker"
+
+
+@click.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the client port listens on (IP address or host name).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=4222,
+    show_default=True,
+    help="Client TCP port; 0 picks a free port. Overrides the port in --config.",
+)
+@click.option(
+    "--store-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=default_store_dir,
+    show_default="$XDG_DATA_HOME/docker-scheduler/broker",
+    help="Directory for JetStream data and the nats-server log, created if missing.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    show_default="single.conf shipped in the broker package",
+    help="nats-server configuration file.",
+)
+def main(host: str, port: int, store_dir: Path, config_file: Path | None) -> None:
+    """Run nats-server with JetStream until Ctrl-C or SIGTERM."""
+    logging.basicConfig(
+        level=logging.WARNING, format="broker: %(levelname)s: %(message)s"
+    )
+    server = NatsServer(
+        store_dir,
+        host=host,
+        port=port,
+        config_file=config_file or default_config_path(),
+    )
+    exit_code = run_until_signal(server)
+    click.get_current_context().exit(exit_code)
+
+
+def run_until_signal(server: NatsServer) -> int:
+    """Start the server, report where it listens, and stop it on a signal.
+
+    Returns EXIT_OK after a clean stop and EXIT_ERROR when the server fails to
+    start or exits on its own. Errors are printed as one line on stderr.
+    """
+    try:
+        server.start()
+    except ServerStartError as exc:
+        click.echo(f"broker: error: {exc.summary}", err=True)
+        return EXIT_ERROR
+    except BrokerError as exc:
+        click.echo(f"broker: error: {exc}", err=True)
+        return EXIT_ERROR
+
+    click.echo(f"broker: nats-server pid {server.pid} listening on {server.url}")
+    click.echo(f"broker: JetStream store dir {server.store_dir}")
+    click.echo(f"broker: nats-server log {server.log_path}")
+    click.echo("broker: press Ctrl-C to stop")
+
+    signal_name = wait_for_stop_signal(server)
+    if signal_name is None:
+        click.echo(
+            f"broker: error: nats-server exited on its own (log: {server.log_path})",
+            err=True,
+        )
+        server.stop()
+        return EXIT_ERROR
+
+    click.echo(f"broker: {signal_name} received, stopping nats-server")
+    code = server.stop()
+    click.echo(f"broker: nats-server stopped with code {code}")
+    return EXIT_OK
+
+
+def wait_for_stop_signal(server: NatsServer) -> str | None:
+    """Block until SIGINT or SIGTERM arrives and return its name.
+
+    Returns None when the server process exits before any signal.
+    """
+    received: list[int] = []
+
+    def record_signal(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, record_signal) for sig in STOP_SIGNALS}
+    try:
+        while not received:
+            if not server.running:
+                return None
+            time.sleep(WATCH_INTERVAL_S)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return signal.Signals(received[0]).name
