@@ -1,0 +1,310 @@
+"""The Docker driver: container lifecycle on the node's own Docker Engine.
+
+The driver is synchronous, as the docker SDK is; the agent calls it through
+`asyncio.to_thread`. It finds a job's container by the labels
+`dsched.node=<node>` and `dsched.job=<job>`, so it never touches a container
+that another agent, or a person, created on the same engine. Every Engine
+call runs inside `docker_errors.translated`, so callers only see AgentError.
+"""
+
+import logging
+import math
+from typing import Any
+
+import docker
+import docker.errors
+import docker.utils
+
+from node_agent import inventory
+from node_agent.docker_errors import SETUP_HINT, translated
+from node_agent.errors import AgentError
+from node_agent.translate import JOB_LABEL, NODE_LABEL, create_body
+from schemas.job import JobSpec
+from schemas.messages import ContainerInfo
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CLIENT_TIMEOUT_S = 60.0
+# Docker's own stop grace when neither the command nor the container sets one.
+DEFAULT_STOP_GRACE_S = 10
+_ACTIVE_STATES = ("running", "paused", "restarting")
+
+
+class DockerDriver:
+    """Lifecycle operations on the containers of one node."""
+
+    def __init__(
+        self,
+        node: str,
+        base_url: str | None = None,
+        client_timeout_s: float = DEFAULT_CLIENT_TIMEOUT_S,
+    ) -> None:
+        self.node = node
+        self.base_url = base_url
+        self.client_timeout_s = client_timeout_s
+        self._api: docker.APIClient | None = None
+
+    def connect(self) -> str:
+        """Open the Engine API client and return the engine's version."""
+        kwargs = docker.utils.kwargs_from_env()
+        if self.base_url is not None:
+            kwargs["base_url"] = self.base_url
+        where = kwargs.get("base_url") or "the default socket"
+        try:
+            self._api = docker.APIClient(
+                version="auto", timeout=self.client_timeout_s, **kwargs
+            )
+            return self._api.version()["Version"]
+        except docker.errors.DockerException as exc:
+            raise AgentError(
+                "unavailable",
+                f"cannot reach the Docker Engine at {where}: {exc}; {SETUP_HINT}",
+            ) from exc
+
+    def close(self) -> None:
+        if self._api is not None:
+            self._api.close()
+
+    @property
+    def api(self) -> docker.APIClient:
+        if self._api is None:
+            raise RuntimeError("DockerDriver.connect() must run before any operation")
+        return self._api
+
+    # Lookup
+
+    def find(self, job: str) -> dict[str, Any]:
+        """Return the inspect payload of the job's container on this node."""
+        filters = {"label": [f"{NODE_LABEL}={self.node}", f"{JOB_LABEL}={job}"]}
+        with translated(f"looking up the container of job {job!r}"):
+            summaries = self.api.containers(all=True, filters=filters)
+            if not summaries:
+                raise AgentError(
+                    "not_found",
+                    f"job {job!r} has no container on node {self.node!r}; "
+                    "create it first",
+                )
+            return self.api.inspect_container(summaries[0]["Id"])
+
+    def inspect(self, job: str) -> ContainerInfo:
+        return inventory.from_inspect(self.find(job))
+
+    def list_containers(self) -> list[ContainerInfo]:
+        """Return every container that carries this node's label."""
+        filters = {"label": [f"{NODE_LABEL}={self.node}"]}
+        with translated(f"listing the containers of node {self.node!r}"):
+            summaries = self.api.containers(all=True, filters=filters)
+
+        return [inventory.from_summary(summary) for summary in summaries]
+
+    def logs(self, job: str, tail: int) -> str:
+        """Return the last `tail` lines of stdout and stderr, decoded as UTF-8."""
+        attrs = self.find(job)
+        with translated(f"reading the logs of job {job!r}"):
+            output = self.api.logs(attrs["Id"], stdout=True, stderr=True, tail=tail)
+
+        return output.decode("utf-8", errors="replace")
+
+    # Create
+
+    def create(
+        self, spec: JobSpec, start: bool = True, pull: bool = True
+    ) -> ContainerInfo:
+        """Create the job's container, start it when asked, and return its record.
+
+        A start that fails removes the container, so nothing is left behind.
+        """
+        self._ensure_image(spec.image, pull)
+        attempt = f"creating the container of job {spec.name!r} on node {self.node!r}"
+        with translated(attempt):
+            try:
+                created = self.api.create_container_from_config(
+                    create_body(spec, self.node), name=spec.name
+                )
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409:
+                    raise self._name_in_use(spec.name) from exc
+                raise
+        container_id = created["Id"]
+        logger.info(
+            "node %s created container %s of job %s",
+            self.node,
+            container_id[:12],
+            spec.name,
+        )
+        if start:
+            self._start_new(spec.name, container_id)
+        with translated(f"inspecting the new container of job {spec.name!r}"):
+            attrs = self.api.inspect_container(container_id)
+
+        return inventory.from_inspect(attrs)
+
+    def _name_in_use(self, job: str) -> AgentError:
+        return AgentError(
+            "conflict",
+            f"container name {job!r} is already in use on node {self.node!r}; "
+            "remove that container or choose another job name",
+        )
+
+    def _start_new(self, job: str, container_id: str) -> None:
+        try:
+            with translated(f"starting job {job!r} on node {self.node!r}"):
+                self.api.start(container_id)
+        except AgentError:
+            with translated(f"removing the failed container of job {job!r}"):
+                self.api.remove_container(container_id, force=True)
+            logger.warning(
+                "node %s removed container %s of job %s after its start failed",
+                self.node,
+                container_id[:12],
+                job,
+            )
+            raise
+
+    def _ensure_image(self, image: str, pull: bool) -> None:
+        with translated(f"looking up image {image!r} on node {self.node!r}"):
+            try:
+                self.api.inspect_image(image)
+                return
+            except docker.errors.ImageNotFound:
+                pass
+        if not pull:
+            raise AgentError(
+                "not_found",
+                f"image {image!r} is not present on node {self.node!r} and pulling "
+                "is off; load the image on the node or send the command with pull",
+            )
+        self._pull(image)
+
+    def _pull(self, image: str) -> None:
+        repository, tag = docker.utils.parse_repository_tag(image)
+        logger.info("node %s pulling image %s", self.node, image)
+        try:
+            self.api.pull(repository, tag=tag or "latest")
+        except (docker.errors.APIError, docker.errors.DockerException) as exc:
+            explanation = getattr(exc, "explanation", None) or exc
+            raise AgentError(
+                "not_found",
+                f"image {image!r} is not present on node {self.node!r} and could "
+                f"not be pulled: {explanation}",
+            ) from exc
+
+    # State changes
+
+    def start(self, job: str) -> ContainerInfo:
+        """Start the job's container; a running one is left as it is."""
+        attrs = self.find(job)
+        state = attrs["State"]["Status"]
+        if state == "paused":
+            raise self._wrong_state(job, "is paused", "unpause it instead")
+        if state != "running":
+            with translated(f"starting job {job!r} on node {self.node!r}"):
+                self.api.start(attrs["Id"])
+
+        return self.inspect(job)
+
+    def stop(self, job: str, grace_s: float | None = None) -> ContainerInfo:
+        """Stop the job's container, killing it after `grace_s` seconds.
+
+        Without `grace_s` the container's own stop timeout applies. The
+        grace is passed to Docker explicitly, because the SDK adds it to the
+        HTTP timeout only then. If the HTTP call still times out, the
+        container's state decides the outcome.
+        """
+        attrs = self.find(job)
+        if attrs["State"]["Status"] not in _ACTIVE_STATES:
+            return inventory.from_inspect(attrs)
+        grace = self._stop_grace_s(attrs, grace_s)
+        try:
+            with translated(f"stopping job {job!r} on node {self.node!r}"):
+                self.api.stop(attrs["Id"], timeout=grace)
+        except AgentError as exc:
+            if exc.code != "timeout":
+                raise
+            return self._settle_timed_out_stop(job, grace, exc)
+
+        return self.inspect(job)
+
+    def _stop_grace_s(self, attrs: dict[str, Any], grace_s: float | None) -> int:
+        if grace_s is not None:
+            return math.ceil(grace_s)
+        configured = attrs["Config"].get("StopTimeout")
+
+        return DEFAULT_STOP_GRACE_S if configured is None else configured
+
+    def _settle_timed_out_stop(
+        self, job: str, grace_s: int, error: AgentError
+    ) -> ContainerInfo:
+        info = self.inspect(job)
+        if info.state not in _ACTIVE_STATES:
+            logger.warning(
+                "node %s: stop of job %s timed out in the client but the "
+                "container stopped (%s)",
+                self.node,
+                job,
+                info.status,
+            )
+            return info
+        raise AgentError(
+            "timeout",
+            f"stopping job {job!r} on node {self.node!r} timed out after the "
+            f"{grace_s} s grace plus the {self.client_timeout_s} s client timeout, "
+            f"and the container is still {info.state}; send the stop again or "
+            "remove the job",
+        ) from error
+
+    def pause(self, job: str) -> ContainerInfo:
+        """Pause the job's container; a paused one is left as it is."""
+        return self._switch_pause(
+            job, "paused", "running", self.api.pause, "pausing", "start it first"
+        )
+
+    def unpause(self, job: str) -> ContainerInfo:
+        """Unpause the job's container; a running one is left as it is."""
+        return self._switch_pause(
+            job, "running", "paused", self.api.unpause, "unpausing", "start it instead"
+        )
+
+    def _switch_pause(
+        self, job: str, target: str, required: str, call, verb: str, fix: str
+    ) -> ContainerInfo:
+        attrs = self.find(job)
+        state = attrs["State"]["Status"]
+        if state == target:
+            return inventory.from_inspect(attrs)
+        if state != required:
+            raise self._wrong_state(job, f"is not {required} (state {state})", fix)
+        with translated(f"{verb} job {job!r} on node {self.node!r}"):
+            call(attrs["Id"])
+
+        return self.inspect(job)
+
+    def remove(self, job: str, force: bool = True) -> ContainerInfo:
+        """Remove the job's container and return its last record."""
+        attrs = self.find(job)
+        with translated(f"removing the container of job {job!r} on node {self.node!r}"):
+            self.api.remove_container(attrs["Id"], force=force)
+        logger.info(
+            "node %s removed container %s of job %s", self.node, attrs["Id"][:12], job
+        )
+
+        return inventory.from_inspect(attrs)
+
+    def _wrong_state(self, job: str, problem: str, fix: str) -> AgentError:
+        return AgentError(
+            "conflict",
+            f"container of job {job!r} on node {self.node!r} {problem}; {fix}",
+        )
+
+    # Events
+
+    def events(self, since_s: int | None = None):
+        """Open Docker's event stream for this node's containers.
+
+        The stream starts at `since_s` (Unix seconds) when given, else now.
+        Iterating it blocks while it waits; its `close()` ends it from any
+        thread.
+        """
+        filters = {"type": ["container"], "label": [f"{NODE_LABEL}={self.node}"]}
+        with translated(f"opening the Docker event stream of node {self.node!r}"):
+            return self.api.events(since=since_s, decode=True, filters=filters)

@@ -1,0 +1,181 @@
+"""The agent's NATS connection: connect options, and the node id check.
+
+nats-py errors become AgentError here, so the agent and the CLI handle
+one exception.
+"""
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.subscription import Subscription
+
+from node_agent.errors import AgentError
+from schemas.messages import Ping, encode, reply_decoder
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+DEFAULT_CONNECT_TIMEOUT_S = 3.0
+DEFAULT_NODE_CHECK_TIMEOUT_S = 1.0
+RECONNECT_WAIT_S = 1.0
+
+
+@dataclass(frozen=True)
+class NatsOptions:
+    """Connection settings of the NATS server: its URL and credentials."""
+
+    url: str = DEFAULT_NATS_URL
+    creds_file: str | None = None
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+
+
+async def connect(options: NatsOptions, node: str) -> Client:
+    """Connect to NATS, reconnecting without limit once the first connect worked.
+
+    nats-py retries a failed first connect forever when reconnects are
+    unlimited, so the first connect is bounded by `connect_timeout_s` here.
+    """
+    client = Client()
+    callbacks = _ConnectionCallbacks(node, client)
+    try:
+        await asyncio.wait_for(
+            client.connect(**_connect_kwargs(options, node, callbacks)),
+            timeout=options.connect_timeout_s,
+        )
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        await client.close()
+        cause = callbacks.first_errors[-1] if callbacks.first_errors else exc
+        raise AgentError(
+            "unavailable",
+            f"cannot connect to NATS at {options.url}: {_describe(cause)}; "
+            "start it with `broker` or pass --nats",
+        ) from exc
+    callbacks.connected = True
+
+    return client
+
+
+class _ConnectionCallbacks:
+    """Log connection changes; keep the errors of the first connect for its message."""
+
+    def __init__(self, node: str, client: Client) -> None:
+        self.node = node
+        self.client = client
+        self.connected = False
+        self.first_errors: list[Exception] = []
+
+    async def on_error(self, exc: Exception) -> None:
+        if not self.connected:
+            self.first_errors.append(exc)
+            return
+        logger.warning("node %s NATS error: %s", self.node, _describe(exc))
+
+    async def on_disconnected(self) -> None:
+        closing = self.client.is_draining or self.client.is_closed
+        if self.connected and not closing:
+            logger.warning("node %s disconnected from NATS", self.node)
+
+    async def on_reconnected(self) -> None:
+        logger.info("node %s reconnected to NATS", self.node)
+
+
+def _connect_kwargs(
+    options: NatsOptions, node: str, callbacks: _ConnectionCallbacks
+) -> dict:
+    return {
+        "servers": [options.url],
+        "name": f"node-agent {node}",
+        "user_credentials": options.creds_file,
+        "user": options.user,
+        "password": options.password,
+        "token": options.token,
+        "connect_timeout": options.connect_timeout_s,
+        "reconnect_time_wait": RECONNECT_WAIT_S,
+        "max_reconnect_attempts": -1,
+        "error_cb": callbacks.on_error,
+        "disconnected_cb": callbacks.on_disconnected,
+        "reconnected_cb": callbacks.on_reconnected,
+    }
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+async def check_node_id_free(
+    client: Client,
+    subject: str,
+    node: str,
+    timeout_s: float = DEFAULT_NODE_CHECK_TIMEOUT_S,
+) -> None:
+    """Raise a `conflict` AgentError when an agent already replies on `subject`.
+
+    NOTE: two agents that start within `timeout_s` of each other with the
+    same node id can both pass this check.
+    """
+    ping = Ping(id=f"node-id-check-{node}-{time.time_ns()}", deadline=time.time() + 5)
+    try:
+        message = await client.request(subject, encode(ping), timeout=timeout_s)
+    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+        return
+    except nats.errors.Error as exc:
+        raise AgentError(
+            "unavailable",
+            f"checking whether node id {node!r} is free failed: {_describe(exc)}",
+        ) from exc
+    raise AgentError(
+        "conflict",
+        f"node id {node!r} is already in use by a running agent "
+        f"({_responder(message.data)} answered on {subject}); "
+        "pass a different --node-id",
+    )
+
+
+def _responder(data: bytes) -> str:
+    try:
+        return f"agent {reply_decoder.decode(data).node!r}"
+    except msgspec.DecodeError:
+        return "a client"
+
+
+async def publish(client: Client, subject: str, data: bytes, node: str) -> None:
+    """Publish `data`, logging instead of raising when NATS cannot take it.
+
+    While the client reconnects, nats-py buffers what is published; a
+    message is lost only when that buffer is full or the client is closed.
+    """
+    try:
+        await client.publish(subject, data)
+    except nats.errors.Error as exc:
+        logger.warning(
+            "node %s lost a message to %s: %s", node, subject, _describe(exc)
+        )
+
+
+async def unsubscribe(subscription: Subscription, node: str) -> None:
+    try:
+        await subscription.unsubscribe()
+    except nats.errors.Error as exc:
+        logger.debug("node %s: unsubscribing failed: %s", node, _describe(exc))
+
+
+async def drain(client: Client, node: str) -> None:
+    """Drain the connection, or close it when it is not connected."""
+    if client.is_closed:
+        return
+    try:
+        if client.is_connected:
+            await client.drain()
+        else:
+            await client.close()
+    except (nats.errors.Error, TimeoutError) as exc:
+        logger.warning("node %s: draining NATS failed: %s", node, _describe(exc))
+        await client.close()
