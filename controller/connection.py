@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import nats
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 
 from controller.errors import (
@@ -26,7 +27,7 @@ RECONNECT_WAIT_S = 1.0
 
 @dataclass(frozen=True)
 class NatsOptions:
-    """Where and how to connect: URL and the usual NATS credentials."""
+    """Server URL and credentials of a NATS connection."""
 
     url: str = DEFAULT_NATS_URL
     creds: str | None = None
@@ -102,7 +103,7 @@ def nats_errors(
 ) -> Iterator[None]:
     """Translate the nats-py errors of one operation into controller errors.
 
-    `action` says what was tried; `no_responders` and `timeout` replace the
+    `action` names what was tried; `no_responders` and `timeout` replace the
     generic errors when the caller can say more, such as which node is silent.
     """
     try:
@@ -111,10 +112,15 @@ def nats_errors(
         raise
     except nats.errors.NoRespondersError as exc:
         raise no_responders or UnavailableError(
-            f"{action} failed: nothing subscribes to answer"
+            f"{action} failed: no subscriber for this subject"
         ) from exc
     except TimeoutError as exc:
         raise timeout or CommandTimeoutError(f"{action} timed out") from exc
+    except nats.js.errors.ServiceUnavailableError as exc:
+        raise UnavailableError(
+            f"{action} failed: JetStream does not respond; run nats-server with "
+            "JetStream enabled (-js), or wait until it has started"
+        ) from exc
     except (nats.errors.Error, OSError) as exc:
         reason = str(exc) or type(exc).__name__
         raise UnavailableError(f"{action} failed: {reason}") from exc

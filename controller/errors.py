@@ -2,16 +2,16 @@
 
 Every error carries the stable wire code that the API returns to clients:
 
-    ControllerError                 root; `code` is the API error code
-    ├── InvalidRequestError         invalid: a request or message failed to decode
-    ├── NotFoundError               not_found: no such job or node
-    ├── ConflictError               conflict: the job exists or is in the wrong state
-    ├── NoMatchingNodeError         unavailable: no online node fits the placement
-    ├── NodeOfflineError            offline: the node's agent does not answer
-    ├── CommandTimeoutError         timeout: no reply within the request bound
-    ├── RemoteError                 a reply's error code with no class above
-    ├── UnavailableError            unavailable: NATS or the controller cannot be reached
-    └── StateError                  internal: an illegal state transition
+    ControllerError           root; `code` is the API error code
+    ├── InvalidRequestError   invalid: a request or message failed to decode
+    ├── NotFoundError         not_found: no such job or node
+    ├── ConflictError         conflict: the job exists or is in the wrong state
+    ├── NoMatchingNodeError   unavailable: no online node fits the placement
+    ├── NodeOfflineError      offline: no agent subscribes for the node
+    ├── CommandTimeoutError   timeout: no reply within the request bound
+    ├── RemoteError           a reply's error code with no class above
+    ├── UnavailableError      unavailable: NATS or the controller is unreachable
+    └── StateError            internal: an illegal state transition
 """
 
 from schemas.messages import ErrorCode, ErrorInfo

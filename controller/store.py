@@ -17,6 +17,7 @@ from nats.js.kv import KeyValue
 from controller.codec import decode
 from controller.connection import nats_errors
 from controller.errors import ConflictError, NotFoundError
+from controller.retries import until_jetstream_ready
 from schemas.job import DesiredState, JobSpec
 from schemas.messages import JobView, PublishedPort, encode
 
@@ -71,14 +72,23 @@ class JobStore:
 
     @classmethod
     async def open(cls, js: JetStreamContext, bucket: str = DEFAULT_BUCKET):
-        """Open the bucket, creating it with history 1 if it does not exist."""
-        with nats_errors(f"open key-value bucket {bucket!r}"):
-            try:
-                kv = await js.key_value(bucket)
-            except nats.js.errors.BucketNotFoundError:
-                logger.info("creating key-value bucket %r for job records", bucket)
-                kv = await js.create_key_value(KeyValueConfig(bucket=bucket, history=1))
+        """Open the bucket, creating it with history 1 if it does not exist.
+
+        Retries while JetStream is not ready, as on a server that just started.
+        """
+        action = f"open key-value bucket {bucket!r}"
+        async for attempt in until_jetstream_ready(action):
+            with attempt, nats_errors(action):
+                kv = await cls._open_or_create(js, bucket)
         return cls(kv)
+
+    @staticmethod
+    async def _open_or_create(js: JetStreamContext, bucket: str) -> KeyValue:
+        try:
+            return await js.key_value(bucket)
+        except nats.js.errors.BucketNotFoundError:
+            logger.info("creating key-value bucket %r for job records", bucket)
+            return await js.create_key_value(KeyValueConfig(bucket=bucket, history=1))
 
     async def create(self, spec: JobSpec, desired: DesiredState, **fields):
         """Store a new record, or raise ConflictError if the job name is taken."""

@@ -1,0 +1,97 @@
+"""Commands to node agents: one NATS request per command, bounded in time."""
+
+import logging
+import time
+import uuid
+
+from nats.aio.client import Client
+
+from controller.codec import decode
+from controller.connection import nats_errors
+from controller.errors import CommandTimeoutError, NodeOfflineError, error_from_info
+from schemas.job import JobSpec
+from schemas.messages import Command, ErrorInfo, Reply, Stop, encode, reply_decoder
+from schemas.subjects import Subjects
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_COMMAND_TIMEOUT_S = 10.0
+# Docker waits this long for a container to stop when the job sets no
+# stop_grace_period, then kills it.
+DOCKER_STOP_GRACE_S = 10.0
+
+
+class AgentClient:
+    """Sends commands to agents on `<prefix>.node.<node>.cmd` and checks replies."""
+
+    def __init__(
+        self,
+        client: Client,
+        subjects: Subjects,
+        timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S,
+    ) -> None:
+        self._client = client
+        self._subjects = subjects
+        self.timeout_s = timeout_s
+
+    async def call(
+        self,
+        node: str,
+        command_type: type[Command],
+        *,
+        bound_s: float | None = None,
+        **fields,
+    ) -> Reply:
+        """Send one command and return the agent's ok reply.
+
+        `bound_s` limits the wait for the reply and sets the command's
+        deadline. An error reply raises the error class for its code.
+        """
+        bound_s = bound_s or self.timeout_s
+        command = command_type(
+            id=uuid.uuid4().hex, deadline=time.time() + bound_s, **fields
+        )
+        reply = await self._request(node, command, bound_s)
+        if not reply.ok:
+            error = reply.error or _missing_error(node, command)
+            logger.debug("node %s command %s failed: %s", node, command.id, error)
+            raise error_from_info(error)
+
+        return reply
+
+    async def stop(self, node: str, spec: JobSpec, bound_s: float | None = None):
+        """Stop the job's container, waiting its stop grace period plus `bound_s`."""
+        grace_s = spec.stop_grace_s()
+        wait_s = (bound_s or self.timeout_s) + (
+            DOCKER_STOP_GRACE_S if grace_s is None else grace_s
+        )
+        return await self.call(
+            node, Stop, bound_s=wait_s, job=spec.name, timeout_s=grace_s
+        )
+
+    async def _request(self, node: str, command: Command, bound_s: float) -> Reply:
+        kind = type(command).__name__.lower()
+        subject = self._subjects.node_cmd(node)
+        offline = NodeOfflineError(
+            f"node {node!r} is offline: no agent subscribes on {subject}; start "
+            f"node-agent --node-id {node}"
+        )
+        timeout = CommandTimeoutError(
+            f"node {node!r} did not reply to {kind} command {command.id} within "
+            f"{bound_s:g} s; check its agent's log and retry"
+        )
+        logger.debug("node %s sending %s command %s", node, kind, command.id)
+        with nats_errors(
+            f"{kind} command to node {node!r}", no_responders=offline, timeout=timeout
+        ):
+            message = await self._client.request(
+                subject, encode(command), timeout=bound_s
+            )
+        return decode(reply_decoder, message.data, f"reply of node {node!r}")
+
+
+def _missing_error(node: str, command: Command) -> ErrorInfo:
+    return ErrorInfo(
+        code="internal",
+        message=f"node {node!r} rejected command {command.id} without an error",
+    )

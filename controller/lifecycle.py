@@ -1,0 +1,122 @@
+"""Requests on one existing job: start, stop, pause, unpause, remove, inspect, logs."""
+
+import logging
+
+from controller.errors import ConflictError, NotFoundError
+from controller.parts import Parts
+from controller.store import JobRecord
+from schemas.job import DesiredState
+from schemas.messages import (
+    ApiReply,
+    Inspect,
+    JobRequest,
+    Logs,
+    LogsRequest,
+    Pause,
+    Remove,
+    Start,
+    Unpause,
+)
+
+logger = logging.getLogger(__name__)
+
+# verb -> (desired state after success, container state expected after success)
+_TARGETS: dict[str, tuple[DesiredState, str]] = {
+    "start": ("running", "running"),
+    "stop": ("stopped", "exited"),
+    "pause": ("paused", "paused"),
+    "unpause": ("running", "running"),
+}
+_COMMANDS = {"start": Start, "pause": Pause, "unpause": Unpause}
+
+
+class Lifecycle:
+    """Sends a job's command to its node and records the outcome.
+
+    On an error reply the desired state stays as it was and the error goes
+    back to the client unchanged.
+    """
+
+    def __init__(self, parts: Parts) -> None:
+        self._store = parts.store
+        self._agents = parts.agents
+        self._events = parts.events
+        self._locks = parts.locks
+
+    async def change(self, verb: str, request: JobRequest) -> ApiReply:
+        """Apply start, stop, pause, unpause or remove to the job."""
+        async with self._locks.hold(request.job):
+            record = await self._store.get(request.job)
+            if verb == "remove":
+                return await self._remove(record, request.timeout_s)
+
+            node = _node_of(record, verb)
+            reply = await self._send(verb, node, record, request.timeout_s)
+            desired, expected_state = _TARGETS[verb]
+            container = reply.container
+            updated = await self._store.update(
+                record.name,
+                desired=desired,
+                state=container.state if container else expected_state,
+                message="",
+            )
+        if (updated.state, updated.desired) != (record.state, record.desired):
+            await self._events.job(updated)
+        return ApiReply(ok=True, job=updated.view(), container=container)
+
+    async def inspect(self, request: JobRequest) -> ApiReply:
+        """Return the job and its container as the node reports it now."""
+        record = await self._store.get(request.job)
+        if record.node is None:
+            return ApiReply(ok=True, job=record.view())
+        try:
+            reply = await self._agents.call(
+                record.node, Inspect, bound_s=request.timeout_s, job=record.name
+            )
+        except NotFoundError:
+            return ApiReply(ok=True, job=record.view())
+        return ApiReply(ok=True, job=record.view(), container=reply.container)
+
+    async def logs(self, request: LogsRequest) -> ApiReply:
+        record = await self._store.get(request.job)
+        node = _node_of(record, "logs")
+        reply = await self._agents.call(node, Logs, job=record.name, tail=request.tail)
+        return ApiReply(ok=True, job=record.view(), logs=reply.logs or "")
+
+    async def _send(self, verb: str, node: str, record: JobRecord, bound_s: float):
+        if verb == "stop":
+            return await self._agents.stop(node, record.spec, bound_s)
+        return await self._agents.call(
+            node, _COMMANDS[verb], bound_s=bound_s, job=record.name
+        )
+
+    async def _remove(self, record: JobRecord, bound_s: float) -> ApiReply:
+        if record.node is not None:
+            try:
+                await self._agents.call(
+                    record.node, Remove, bound_s=bound_s, job=record.name
+                )
+            except NotFoundError:
+                logger.info(
+                    "job %s had no container on node %s", record.name, record.node
+                )
+        await self._store.delete(record.name)
+        removed = JobRecord(
+            spec=record.spec,
+            desired="removed",
+            state="removed",
+            node=record.node,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+        await self._events.job(removed)
+        return ApiReply(ok=True, job=removed.view())
+
+
+def _node_of(record: JobRecord, verb: str) -> str:
+    if record.node is None:
+        raise ConflictError(
+            f"cannot {verb} job {record.name!r}: it has no node yet; wait for "
+            "`controller jobs` to show its node"
+        )
+    return record.node

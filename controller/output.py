@@ -1,0 +1,132 @@
+"""Rendering of API results for people (lines, tables) and scripts (JSON)."""
+
+import datetime
+import time
+
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from schemas.messages import JobView, NodeView, PublishedPort
+
+# Width for tables when stdout is not a terminal, so piped output is not cut.
+PIPE_WIDTH = 200
+
+
+def console() -> Console:
+    terminal = Console()
+    if terminal.is_terminal:
+        return terminal
+    return Console(width=PIPE_WIDTH, color_system=None)
+
+
+def to_json(value) -> str:
+    return msgspec.json.format(msgspec.json.encode(value), indent=2).decode()
+
+
+def format_ports(ports: list[PublishedPort]) -> str:
+    if not ports:
+        return "none"
+    return ", ".join(
+        f"{port.host_ip or '0.0.0.0'}:{port.host_port}->"
+        f"{port.container_port}/{port.protocol}"
+        for port in ports
+    )
+
+
+def describe_job(job: JobView) -> str:
+    """Return a line such as `web running on node n1, container 3f2a..., ports ...`."""
+    text = f"{job.name} {job.state}"
+    if job.node:
+        text += f" on node {job.node}"
+    if job.container_id:
+        text += f", container {job.container_id[:12]}"
+    if job.state == "running":
+        text += f", ports {format_ports(job.ports)}"
+    if job.message:
+        text += f" ({job.message})"
+    return text
+
+
+def ago(timestamp: float, now: float | None = None) -> str:
+    if not timestamp:
+        return "-"
+    seconds = max(0.0, (now or time.time()) - timestamp)
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m ago"
+    return f"{seconds / 3600:.0f}h ago"
+
+
+def job_table(jobs: list[JobView]) -> Table:
+    table = Table("NAME", "NODE", "DESIRED", "STATE", "CONTAINER", "PORTS", "UPDATED")
+    for job in jobs:
+        table.add_row(
+            job.name,
+            job.node or "-",
+            job.desired,
+            job.state,
+            (job.container_id or "-")[:12],
+            format_ports(job.ports),
+            ago(job.updated_at),
+        )
+    return table
+
+
+def node_table(nodes: list[NodeView]) -> Table:
+    table = Table(
+        "NAME", "STATE", "DEVICE TYPE", "CONTAINERS", "CPU", "MEMORY", "LAST SEEN"
+    )
+    for node in nodes:
+        table.add_row(
+            node.name,
+            node.state,
+            node.device_type,
+            str(node.containers),
+            f"{node.cpu_percent:.0f}%",
+            _memory(node),
+            ago(node.last_seen),
+        )
+    return table
+
+
+def _memory(node: NodeView) -> str:
+    if not node.mem_total_bytes:
+        return "-"
+    gib = 1024**3
+    return f"{node.mem_used_bytes / gib:.1f}/{node.mem_total_bytes / gib:.1f} GiB"
+
+
+def event_line(prefix: str, subject: str, event: dict) -> str:
+    """Return one line: time, event kind, node or job name, and details."""
+    kind, name = event_kind(prefix, subject)
+    stamp = datetime.datetime.fromtimestamp(event.get("time") or time.time())
+    return f"{stamp:%H:%M:%S} {kind:<15} {name:<20} {_details(kind, event)}".rstrip()
+
+
+def event_kind(prefix: str, subject: str) -> tuple[str, str]:
+    """Return ("node.<kind>", node) or ("job", job) for an event subject."""
+    tokens = subject.removeprefix(f"{prefix}.").split(".")
+    match tokens:
+        case ["node", node, "evt", *kind] if kind:
+            return "node." + ".".join(kind), node
+        case ["job", job, "evt"]:
+            return "job", job
+    return subject, "-"
+
+
+def _details(kind: str, event: dict) -> str:
+    if kind == "job":
+        text = f"{event.get('state')} (desired {event.get('desired')})"
+        if event.get("node"):
+            text += f" on node {event['node']}"
+    elif "action" in event:
+        text = f"job {event.get('job')} {event['action']}"
+        if event.get("exit_code") is not None:
+            text += f" exit code {event['exit_code']}"
+    else:
+        skipped = {"v", "time", "node", "message"}
+        text = " ".join(f"{k}={v}" for k, v in event.items() if k not in skipped)
+    message = event.get("message")
+    return f"{text} {message}".strip() if message else text

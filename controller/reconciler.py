@@ -1,0 +1,158 @@
+"""The reconcile loop: drive each job's container towards its desired state.
+
+The loop reads the container inventory from the latest heartbeat of the job's
+node, so it acts only on inventories that arrived after the job's last change
+and skips nodes that are offline.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from controller.backoff import Backoff
+from controller.errors import ControllerError, NotFoundError
+from controller.parts import Parts
+from controller.registry import NodeRecord, NodeState
+from controller.store import JobRecord
+from schemas.messages import ContainerInfo, Create, Pause, Remove, Unpause
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL_S = 1.0
+MISSING = "missing"
+
+
+def next_action(desired: str, container_state: str | None) -> str | None:
+    """Return the command that moves a container towards `desired`, or None.
+
+    `container_state` is None when the node has no container for the job.
+    Exited containers are left alone: Docker applies the restart policy.
+    """
+    match desired, container_state:
+        case "running", None:
+            return "create"
+        case "running", "paused":
+            return "unpause"
+        case "paused", "running":
+            return "pause"
+        case "stopped", "running" | "paused":
+            return "stop"
+        case "removed", None:
+            return "forget"
+        case "removed", _:
+            return "remove"
+    return None
+
+
+class Reconciler:
+    """Runs reconcile passes every `interval_s` seconds until cancelled."""
+
+    def __init__(
+        self,
+        parts: Parts,
+        interval_s: float = DEFAULT_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = parts.store
+        self._registry = parts.registry
+        self._agents = parts.agents
+        self._events = parts.events
+        self._locks = parts.locks
+        self.interval_s = interval_s
+        self._backoff = Backoff(clock)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.reconcile_once()
+            except ControllerError as exc:
+                logger.warning("reconcile pass failed: %s", exc)
+            await asyncio.sleep(self.interval_s)
+
+    async def reconcile_once(self) -> None:
+        records = await self._store.list()
+        await asyncio.gather(*(self._reconcile_job(record) for record in records))
+
+    async def _reconcile_job(self, record: JobRecord) -> None:
+        name = record.name
+        if self._locks.busy(name) or not self._backoff.ready(name):
+            return
+        async with self._locks.hold(name):
+            try:
+                await self._reconcile_locked(name)
+            except ControllerError as exc:
+                self._backoff.failed(name, exc)
+                return
+        self._backoff.succeeded(name)
+
+    async def _reconcile_locked(self, name: str) -> None:
+        try:
+            record = await self._store.get(name)
+        except NotFoundError:
+            return
+        node = self._fresh_node(record)
+        if node is None:
+            return
+
+        container = node.container(name)
+        action = next_action(record.desired, container.state if container else None)
+        if action in ("remove", "forget"):
+            await self._remove(record, node, action)
+            return
+        if action is not None:
+            container = await self._act(action, record, node) or container
+        await self._record_observed(record, container)
+
+    def _fresh_node(self, record: JobRecord) -> NodeRecord | None:
+        """Return the job's node if it is online and reported after the last change."""
+        node = self._registry.get(record.node) if record.node else None
+        if node is None or node.state is not NodeState.ONLINE:
+            return None
+        if node.last_seen <= record.updated_at:
+            return None
+        return node
+
+    async def _act(
+        self, action: str, record: JobRecord, node: NodeRecord
+    ) -> ContainerInfo | None:
+        logger.info("job %s: sending %s to node %s", record.name, action, node.name)
+        if action == "create":
+            reply = await self._agents.call(node.name, Create, spec=record.spec)
+        elif action == "stop":
+            reply = await self._agents.stop(node.name, record.spec)
+        else:
+            command_type = {"pause": Pause, "unpause": Unpause}[action]
+            reply = await self._agents.call(node.name, command_type, job=record.name)
+        return reply.container
+
+    async def _remove(self, record: JobRecord, node: NodeRecord, action: str) -> None:
+        if action == "remove":
+            with contextlib.suppress(NotFoundError):
+                await self._agents.call(node.name, Remove, job=record.name)
+        await self._store.delete(record.name)
+        self._backoff.forget(record.name)
+        await self._events.job(record, state="removed")
+
+    async def _record_observed(
+        self, record: JobRecord, container: ContainerInfo | None
+    ) -> None:
+        state = container.state if container else MISSING
+        changes = {"state": state, "message": _describe(container)}
+        if container is not None:
+            changes |= {"container_id": container.id, "ports": container.ports}
+        if all(getattr(record, key) == value for key, value in changes.items()):
+            return
+        updated = await self._store.update(record.name, **changes)
+        if updated.state != record.state:
+            await self._events.job(updated)
+
+
+def _describe(container: ContainerInfo | None) -> str:
+    if container is None:
+        return "the node has no container for this job"
+    if container.state == "exited" and container.exit_code is not None:
+        oom = ", killed for lack of memory" if container.oom_killed else ""
+        return f"exited with code {container.exit_code}{oom}"
+    return ""

@@ -1,0 +1,196 @@
+"""The controller service: connects to NATS and runs registry, API and reconciler."""
+
+import asyncio
+import enum
+import logging
+import signal
+from dataclasses import dataclass, field
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from controller.agents import AgentClient
+from controller.api import Api
+from controller.codec import decode
+from controller.connection import NatsOptions, connect_service, nats_errors
+from controller.errors import ControllerError, StateError
+from controller.events import EventPublisher
+from controller.locks import JobLocks
+from controller.parts import Parts
+from controller.reconciler import DEFAULT_INTERVAL_S, Reconciler
+from controller.registry import DEFAULT_MISSED_HEARTBEATS, NodeRegistry, Transition
+from controller.store import DEFAULT_BUCKET, JobStore
+from schemas.messages import heartbeat_decoder
+from schemas.subjects import DEFAULT_PREFIX, Subjects
+
+logger = logging.getLogger(__name__)
+
+SWEEP_INTERVAL_S = 0.5
+DRAIN_TIMEOUT_S = 30.0
+
+
+class ControllerState(enum.Enum):
+    NEW = "new"
+    STARTING = "starting"
+    SERVING = "serving"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    nats: NatsOptions = field(default_factory=NatsOptions)
+    prefix: str = DEFAULT_PREFIX
+    missed_heartbeats: int = DEFAULT_MISSED_HEARTBEATS
+    reconcile_interval_s: float = DEFAULT_INTERVAL_S
+    bucket: str = DEFAULT_BUCKET
+
+
+class Controller:
+    """The running service; use `async with Controller(config):` to serve."""
+
+    def __init__(self, config: ControllerConfig) -> None:
+        self.config = config
+        self.state = ControllerState.NEW
+        self.subjects = Subjects(config.prefix)
+        self.registry = NodeRegistry(config.missed_heartbeats)
+        self._client: Client | None = None
+        self._api: Api | None = None
+        self._events: EventPublisher | None = None
+        self._tasks: list[asyncio.Task] = []
+
+    async def __aenter__(self) -> "Controller":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self._transition(ControllerState.NEW, ControllerState.STARTING)
+        try:
+            await self._start()
+        except BaseException:
+            await self._close()
+            self.state = ControllerState.STOPPED
+            raise
+        self.state = ControllerState.SERVING
+        logger.info(
+            "controller ready on %s, subject prefix %s",
+            self.config.nats.url,
+            self.config.prefix,
+        )
+
+    async def stop(self) -> None:
+        if self.state is ControllerState.STOPPED:
+            return
+        self._transition(ControllerState.SERVING, ControllerState.STOPPING)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._api is not None:
+            await self._api.wait_for_requests(DRAIN_TIMEOUT_S)
+        await self._close()
+        self.state = ControllerState.STOPPED
+        logger.info("controller stopped")
+
+    async def _start(self) -> None:
+        client = await connect_service(
+            self.config.nats,
+            "dsched-controller",
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
+        self._client = client
+        store = await JobStore.open(client.jetstream(), self.config.bucket)
+        self._events = EventPublisher(client, self.subjects)
+        agents = AgentClient(client, self.subjects)
+        parts = Parts(store, self.registry, agents, self._events, JobLocks())
+
+        with nats_errors(f"subscribe to {self.subjects.all_heartbeats}"):
+            await client.subscribe(self.subjects.all_heartbeats, cb=self._on_heartbeat)
+        self._api = Api(parts)
+        with nats_errors("subscribe to the API subjects"):
+            await self._api.serve(client, self.subjects)
+        reconciler = Reconciler(parts, self.config.reconcile_interval_s)
+        self._tasks = [
+            asyncio.create_task(reconciler.run(), name="reconciler"),
+            asyncio.create_task(self._sweep_nodes(), name="node-sweep"),
+        ]
+
+    async def _close(self) -> None:
+        client, self._client = self._client, None
+        if client is None or client.is_closed:
+            return
+        try:
+            with nats_errors("drain the NATS connection"):
+                await client.drain()
+        except ControllerError as exc:
+            logger.warning("%s; closing it", exc)
+            await client.close()
+
+    def _transition(self, expected: ControllerState, new: ControllerState) -> None:
+        if self.state is not expected:
+            raise StateError(
+                f"cannot move the controller to {new.value}: it is "
+                f"{self.state.value}, not {expected.value}"
+            )
+        self.state = new
+
+    async def _on_heartbeat(self, message: Msg) -> None:
+        try:
+            heartbeat = decode(heartbeat_decoder, message.data, "heartbeat")
+        except ControllerError as exc:
+            logger.warning("ignoring heartbeat on %s: %s", message.subject, exc)
+            return
+        if message.subject != self.subjects.node_hb(heartbeat.node):
+            logger.warning(
+                "ignoring heartbeat of node %s sent on %s",
+                heartbeat.node,
+                message.subject,
+            )
+            return
+        transition = self.registry.observe(heartbeat)
+        if transition is not None:
+            await self._publish_node_event(transition)
+
+    async def _sweep_nodes(self) -> None:
+        while True:
+            for transition in self.registry.sweep():
+                await self._publish_node_event(transition)
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+
+    async def _publish_node_event(self, transition: Transition) -> None:
+        logger.info(
+            "node %s is %s: %s",
+            transition.node,
+            transition.state.value,
+            transition.message,
+        )
+        if self._events is None:
+            return
+        try:
+            await self._events.node(transition)
+        except ControllerError as exc:
+            logger.warning("node %s: event not published: %s", transition.node, exc)
+
+    async def _on_disconnected(self) -> None:
+        if self.state is not ControllerState.SERVING:
+            return
+        logger.warning(
+            "disconnected from NATS at %s, reconnecting", self.config.nats.url
+        )
+
+    async def _on_reconnected(self) -> None:
+        logger.info("reconnected to NATS at %s", self.config.nats.url)
+
+
+async def serve_until_signal(config: ControllerConfig) -> None:
+    """Serve until SIGTERM or SIGINT, then drain and stop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with Controller(config):
+        await stop.wait()
+        logger.info("stop signal received, draining")
