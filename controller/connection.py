@@ -58,20 +58,29 @@ def _unreachable(options: NatsOptions, exc: BaseException) -> UnavailableError:
 async def connect_once(options: NatsOptions, name: str) -> Client:
     """Connect without reconnecting, for short-lived CLI commands."""
     try:
+        # nats-py 2.16 retries the first connect up to max_reconnect_attempts
+        # times, even with allow_reconnect off, so the limit is set to one.
         return await nats.connect(
             **options.connect_kwargs(),
             name=name,
             allow_reconnect=False,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0.1,
             error_cb=_log_nats_error,
         )
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         raise _unreachable(options, exc) from exc
 
 
-async def connect_service(options: NatsOptions, name: str, **callbacks) -> Client:
+async def connect_service(
+    options: NatsOptions,
+    name: str,
+    first_connect_timeout_s: float = SERVICE_CONNECT_TIMEOUT_S,
+    **callbacks,
+) -> Client:
     """Connect and keep reconnecting forever, for the long-running service.
 
-    The first connection must succeed within SERVICE_CONNECT_TIMEOUT_S.
+    The first connection must succeed within `first_connect_timeout_s`.
     """
     client = Client()
     connecting = client.connect(
@@ -83,7 +92,7 @@ async def connect_service(options: NatsOptions, name: str, **callbacks) -> Clien
         **callbacks,
     )
     try:
-        await asyncio.wait_for(connecting, SERVICE_CONNECT_TIMEOUT_S)
+        await asyncio.wait_for(connecting, first_connect_timeout_s)
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         await client.close()
         raise _unreachable(options, exc) from exc

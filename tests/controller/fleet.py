@@ -1,0 +1,134 @@
+"""A controller and one agent as child processes, driven through the CLI."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import yaml
+from click.testing import CliRunner, Result
+
+from controller.cli import cli
+
+# Body of /www/index.html in the test image that scripts/build-image makes.
+INDEX_TEXT = "hello from docker-scheduler\n"
+POLL_INTERVAL_S = 0.1
+WAIT_TIMEOUT_S = 20.0
+HTTP_TIMEOUT_S = 3.0
+HEARTBEAT_S = "0.5"
+RECONCILE_INTERVAL_S = "0.3"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def fetch(port: int) -> str:
+    """GET / from a port published on 127.0.0.1 and return the body."""
+    url = f"http://127.0.0.1:{port}/"
+    with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as response:
+        return response.read().decode()
+
+
+def wait_until(check: Callable[[], object], what: str, timeout_s=WAIT_TIMEOUT_S):
+    """Poll `check` until it returns a true value, and return that value."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(POLL_INTERVAL_S)
+
+
+@dataclass
+class Fleet:
+    """A nats-server, a controller, one agent and helpers to reach them."""
+
+    url: str
+    node: str
+    image: str
+    tmp_path: Path
+    spawn: Callable
+    docker: docker.DockerClient
+    controller: object = None
+    agent: object = None
+    runner: CliRunner = field(default_factory=CliRunner)
+
+    def start_controller(self) -> None:
+        self.controller = self.spawn(
+            "controller",
+            "--nats",
+            self.url,
+            "serve",
+            "--reconcile-interval",
+            RECONCILE_INTERVAL_S,
+            wait_for="controller ready",
+        )
+
+    def start_agent(self) -> None:
+        self.agent = self.spawn(
+            "node-agent",
+            "--nats",
+            self.url,
+            "--node-id",
+            self.node,
+            "--heartbeat",
+            HEARTBEAT_S,
+            "--label",
+            "zone=test",
+            wait_for="connected",
+        )
+
+    def cli(self, *args: str) -> Result:
+        return self.runner.invoke(cli, ["--nats", self.url, *args])
+
+    def job_file(self, name: str, **fields) -> str:
+        """Write a job file for an httpd container and return its path."""
+        spec = {
+            "name": name,
+            "image": self.image,
+            "command": ["httpd", "-f", "-p", "80", "-h", "/www"],
+            "stop_grace_period": "1s",
+            "placement": {"node": self.node},
+            **fields,
+        }
+        path = self.tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(spec))
+        return str(path)
+
+    def jobs(self) -> dict[str, dict]:
+        result = self.cli("jobs", "--json")
+        assert result.exit_code == 0, result.output
+        return {job["name"]: job for job in json.loads(result.stdout)}
+
+    def nodes(self) -> dict[str, dict]:
+        result = self.cli("nodes", "--json")
+        assert result.exit_code == 0, result.output
+        return {node["name"]: node for node in json.loads(result.stdout)}
+
+    def job_state(self, name: str) -> str | None:
+        job = self.jobs().get(name)
+        return job and job["state"]
+
+    def containers(self, name: str) -> list:
+        return self.docker.containers.list(all=True, filters={"name": f"^/?{name}$"})
+
+    def container_state(self, name: str) -> str | None:
+        containers = self.containers(name)
+        return containers[0].status if containers else None
+
+    def wait_for_node(self, state: str = "online") -> None:
+        wait_until(
+            lambda: self.nodes().get(self.node, {}).get("state") == state,
+            f"node {self.node} {state}",
+        )

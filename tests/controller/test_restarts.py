@@ -1,0 +1,71 @@
+from controller.cli import ExitCode
+from tests.controller.fleet import INDEX_TEXT, fetch, free_port, wait_until
+
+
+def test_controller_restart_keeps_jobs(fleet, unique_name):
+    running, paused = unique_name("run"), unique_name("pause")
+    port = free_port()
+    fleet.cli("submit", fleet.job_file(running, ports=[f"127.0.0.1:{port}:80"]))
+    fleet.cli("submit", fleet.job_file(paused))
+    fleet.cli("pause", paused)
+    fleet.controller.stop()
+
+    fleet.start_controller()
+    fleet.wait_for_node()
+    jobs = fleet.jobs()
+    stopped = fleet.cli("stop", running)
+
+    assert jobs[running]["desired"] == "running"
+    assert jobs[running]["state"] == "running"
+    assert jobs[paused]["desired"] == "paused"
+    assert jobs[paused]["state"] == "paused"
+    assert stopped.exit_code == ExitCode.OK, stopped.output
+    assert fleet.container_state(running) == "exited"
+
+
+def test_job_submitted_while_controller_restarts(fleet, unique_name):
+    name, port = unique_name("web"), free_port()
+    fleet.cli(
+        "submit", fleet.job_file(name, ports=[f"127.0.0.1:{port}:80"]), "--no-wait"
+    )
+    fleet.controller.stop()
+
+    fleet.start_controller()
+
+    wait_until(lambda: fleet.job_state(name) == "running", f"job {name} running")
+    assert fetch(port) == INDEX_TEXT
+
+
+def test_agent_restart_keeps_container(fleet, unique_name):
+    name, port = unique_name("web"), free_port()
+    fleet.cli("submit", fleet.job_file(name, ports=[f"127.0.0.1:{port}:80"]))
+    container_id = fleet.containers(name)[0].id
+    fleet.agent.stop()
+    fleet.wait_for_node("offline")
+    offline_page = fetch(port)
+    offline_pause = fleet.cli("pause", name)
+
+    fleet.start_agent()
+    fleet.wait_for_node("online")
+    paused = fleet.cli("pause", name)
+
+    assert offline_page == INDEX_TEXT
+    assert offline_pause.exit_code == ExitCode.UNAVAILABLE
+    assert f"node {fleet.node!r} is offline" in offline_pause.stderr
+    assert paused.exit_code == ExitCode.OK, paused.output
+    assert [c.id for c in fleet.containers(name)] == [container_id]
+    assert fleet.container_state(name) == "paused"
+
+
+def test_desired_state_applied_after_agent_returns(fleet, unique_name):
+    name = unique_name("web")
+    fleet.cli("submit", fleet.job_file(name))
+    fleet.agent.stop()
+    fleet.containers(name)[0].pause()
+
+    fleet.start_agent()
+
+    wait_until(
+        lambda: fleet.container_state(name) == "running", f"container {name} running"
+    )
+    assert fleet.jobs()[name]["state"] == "running"
