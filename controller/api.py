@@ -13,6 +13,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from controller.codec import decode
+from controller.connection import nats_errors
 from controller.errors import ControllerError
 from controller.lifecycle import Lifecycle
 from controller.parts import Parts
@@ -50,19 +51,24 @@ class Api:
         self._submitter = Submitter(parts)
         self._lifecycle = Lifecycle(parts)
         self._tasks: set[asyncio.Task] = set()
+        self._subscriptions: list[Subscription] = []
 
-    async def serve(self, client: Client, subjects: Subjects) -> list[Subscription]:
-        subscriptions = []
+    async def serve(self, client: Client, subjects: Subjects) -> None:
         for verb in API_VERBS:
-            subscriptions.append(
-                await client.subscribe(
-                    subjects.api(verb), queue=QUEUE_GROUP, cb=self._spawn(verb)
-                )
+            subscription = await client.subscribe(
+                subjects.api(verb), queue=QUEUE_GROUP, cb=self._spawn(verb)
             )
-        return subscriptions
+            self._subscriptions.append(subscription)
 
-    async def wait_for_requests(self, timeout_s: float) -> None:
-        """Wait up to `timeout_s` for requests in progress to finish."""
+    async def stop_serving(self, timeout_s: float) -> None:
+        """Take no more requests, and wait up to `timeout_s` for those in progress."""
+        try:
+            with nats_errors("unsubscribe from the API subjects"):
+                for subscription in self._subscriptions:
+                    await subscription.unsubscribe()
+        except ControllerError as exc:
+            logger.warning("%s; requests in progress may still get replies", exc)
+        self._subscriptions.clear()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=timeout_s)
 

@@ -52,7 +52,7 @@ class ApiClient:
             "`controller serve`"
         )
         timeout = CommandTimeoutError(
-            f"the controller did not answer the {verb} request within "
+            f"the controller did not respond to the {verb} request within "
             f"{timeout_s:g} s; check its log, or pass a larger --timeout"
         )
         with nats_errors(

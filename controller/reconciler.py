@@ -69,6 +69,9 @@ class Reconciler:
                 await self.reconcile_once()
             except ControllerError as exc:
                 logger.warning("reconcile pass failed: %s", exc)
+            except Exception:
+                # A bug must not stop the loop for every other job.
+                logger.exception("reconcile pass failed with an unexpected error")
             await asyncio.sleep(self.interval_s)
 
     async def reconcile_once(self) -> None:

@@ -118,6 +118,6 @@ class NodeRegistry:
 
     @staticmethod
     def _restarted(record: NodeRecord, heartbeat: Heartbeat) -> bool:
-        # A restarted agent counts from 0 again; its start time tells it apart
-        # from a heartbeat that arrives late.
+        # A restarted agent counts from 0 again, and its new start time sets
+        # it apart from a heartbeat that arrives late.
         return heartbeat.agent_started_at != record.heartbeat.agent_started_at

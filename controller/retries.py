@@ -19,7 +19,7 @@ from controller.errors import UnavailableError
 logger = logging.getLogger(__name__)
 
 # A nats-server that has just started responds to JetStream requests only
-# after it has loaded its store; this is how long the controller waits for that.
+# after it has loaded its store. The controller waits this long for that.
 JETSTREAM_READY_TIMEOUT_S = 15.0
 JETSTREAM_RETRY_WAIT_S = 0.5
 

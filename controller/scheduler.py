@@ -56,10 +56,10 @@ def _no_match_message(placement: Placement, nodes: list[NodeRecord]) -> str:
     if placement.device_type:
         constraints.append(f"device_type {placement.device_type!r}")
     constraints += [f"label {key}={value!r}" for key, value in placement.labels.items()]
-    wanted = " and ".join(constraints) or "no constraints"
+    constraints_text = " and ".join(constraints) or "no constraints"
     online = sum(1 for node in nodes if node.state is NodeState.ONLINE)
     return (
-        f"no online node matches the placement ({wanted}); {online} of "
+        f"no online node matches the placement ({constraints_text}); {online} of "
         f"{len(nodes)} registered nodes are online; see `controller nodes` and "
         "change the job's placement or start a matching agent"
     )

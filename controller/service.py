@@ -95,7 +95,7 @@ class Controller:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._api is not None:
-            await self._api.wait_for_requests(DRAIN_TIMEOUT_S)
+            await self._api.stop_serving(DRAIN_TIMEOUT_S)
         await self._close()
         self.state = ControllerState.STOPPED
         logger.info("controller stopped")
@@ -150,7 +150,8 @@ class Controller:
         except ControllerError as exc:
             logger.warning("ignoring heartbeat on %s: %s", message.subject, exc)
             return
-        if message.subject != self.subjects.node_hb(heartbeat.node):
+        expected_subject = f"{self.subjects.prefix}.node.{heartbeat.node}.hb"
+        if message.subject != expected_subject:
             logger.warning(
                 "ignoring heartbeat of node %s sent on %s",
                 heartbeat.node,

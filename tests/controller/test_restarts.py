@@ -1,3 +1,5 @@
+import signal
+
 from controller.cli import ExitCode
 from tests.controller.fleet import INDEX_TEXT, fetch, free_port, wait_until
 
@@ -69,3 +71,13 @@ def test_desired_state_applied_after_agent_returns(fleet, unique_name):
         lambda: fleet.container_state(name) == "running", f"container {name} running"
     )
     assert fleet.jobs()[name]["state"] == "running"
+
+
+def test_controller_stops_cleanly_on_sigterm(fleet):
+    fleet.controller.send_signal(signal.SIGTERM)
+
+    code = fleet.controller.wait()
+
+    assert code == 0
+    assert "controller stopped" in fleet.controller.output()
+    assert "Traceback" not in fleet.controller.output()
