@@ -34,6 +34,8 @@ DEFAULT_HEARTBEAT_INTERVAL_S = 5.0
 DEFAULT_DEVICE_TYPE = "x86"
 # How long stopping waits for commands that are still running.
 STOP_GRACE_S = 30.0
+# How long stopping waits for the heartbeat and event tasks to end by themselves.
+TASK_STOP_TIMEOUT_S = 5.0
 _peek_decoder = msgspec.json.Decoder()
 
 
@@ -131,8 +133,8 @@ class Agent:
             self.settings.node_check_timeout_s,
         )
         await self._events.open()
-        self._subscription = await self._client.subscribe(
-            self.subjects.node_cmd(self.node), cb=self._on_message
+        self._subscription = await session.subscribe(
+            self._client, self.subjects.node_cmd(self.node), self._on_message
         )
         self._tasks = [
             asyncio.create_task(self._heartbeats.run(), name=f"heartbeats-{self.node}"),
@@ -169,8 +171,20 @@ class Agent:
             await asyncio.wait(self._commands, timeout=STOP_GRACE_S)
 
     async def _stop_tasks(self) -> None:
+        # Both tasks end by themselves, so no worker thread still uses the
+        # Docker client when the driver closes it.
         self._events.close()
-        for task in self._tasks:
+        self._heartbeats.stop()
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(self._tasks, timeout=TASK_STOP_TIMEOUT_S)
+        for task in pending:
+            logger.warning(
+                "node %s: task %s did not end within %s s; cancelling it",
+                self.node,
+                task.get_name(),
+                TASK_STOP_TIMEOUT_S,
+            )
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 

@@ -1,6 +1,7 @@
 """Periodic heartbeats: node telemetry and container inventory on `<prefix>.node.<node>.hb`."""
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -44,11 +45,12 @@ class HeartbeatPublisher:
         self._sampler = TelemetrySampler()
         self._inventory: list[ContainerInfo] = []
         self._inventory_failing = False
+        self._stop_requested = asyncio.Event()
 
     async def run(self) -> None:
-        """Publish heartbeats on a fixed schedule until cancelled."""
+        """Publish heartbeats on a fixed schedule until `stop()`."""
         next_at = time.monotonic()
-        while True:
+        while not self._stop_requested.is_set():
             await self.publish_one()
             next_at += self.interval_s
             delay_s = next_at - time.monotonic()
@@ -56,7 +58,12 @@ class HeartbeatPublisher:
                 # A slow engine made this heartbeat late: skip the missed slots.
                 next_at = time.monotonic()
                 delay_s = 0
-            await asyncio.sleep(delay_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_requested.wait(), delay_s)
+
+    def stop(self) -> None:
+        """End `run()` after the heartbeat in progress, so no thread outlives it."""
+        self._stop_requested.set()
 
     async def publish_one(self) -> Heartbeat:
         heartbeat = await self.build()
@@ -97,5 +104,6 @@ class HeartbeatPublisher:
         if self._inventory_failing:
             logger.info("node %s reads its container inventory again", self.node)
         self._inventory_failing = False
+        self._stop_requested = asyncio.Event()
 
         return self._inventory

@@ -160,6 +160,23 @@ async def publish(client: Client, subject: str, data: bytes, node: str) -> None:
         )
 
 
+async def subscribe(client: Client, subject: str, callback) -> Subscription:
+    """Subscribe, and return once the server has registered the subscription.
+
+    Without the flush, a request sent right after the agent logs that it is
+    connected can reach the server first and find no responder.
+    """
+    try:
+        subscription = await client.subscribe(subject, cb=callback)
+        await client.flush()
+    except (nats.errors.Error, TimeoutError) as exc:
+        raise AgentError(
+            "unavailable", f"subscribing to {subject} failed: {_describe(exc)}"
+        ) from exc
+
+    return subscription
+
+
 async def unsubscribe(subscription: Subscription, node: str) -> None:
     try:
         await subscription.unsubscribe()

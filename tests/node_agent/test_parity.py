@@ -30,9 +30,9 @@ DIFFERENT_IDS = {"Config": {"Hostname"}, "HostConfig": set()}
 # sends: no attach and no StdinOnce.
 CREATE_ATTACH_FIELDS = {"AttachStdin", "AttachStdout", "AttachStderr", "StdinOnce"}
 AGENT_LABEL_PREFIX = "dsched."
-# The Docker CLI 28 passes `-e` values through a Go map, so its Env order
-# changes from run to run; the variables are what count.
-UNORDERED_FIELDS = {("Config", "Env")}
+# The Docker CLI 28 passes `-e` and `-v` values through Go maps, so the order
+# of Env and Binds changes from run to run. The entries are what count.
+UNORDERED_FIELDS = {("Config", "Env"), ("HostConfig", "Binds")}
 
 
 # name: (flags before the image, arguments after it, equivalent job fields).
@@ -180,7 +180,7 @@ def paths(tmp_path: Path, docker_client) -> Iterator[dict[str, str]]:
     for container in docker_client.containers.list(
         all=True, filters={"volume": volume}
     ):
-        container.remove(force=True)
+        container.remove(force=True, v=True)
     with contextlib.suppress(docker.errors.NotFound):
         docker_client.volumes.get(volume).remove(force=True)
 
@@ -211,7 +211,8 @@ def differences(cli: dict, agent: dict, ignored: dict[str, set[str]]) -> list[st
             cli_value, agent_value = cli[part].get(key), agent[part].get(key)
             if key == "Labels":
                 cli_value, agent_value = job_labels(cli_value), job_labels(agent_value)
-            if (part, key) in UNORDERED_FIELDS:
+            both_lists = isinstance(cli_value, list) and isinstance(agent_value, list)
+            if (part, key) in UNORDERED_FIELDS and both_lists:
                 cli_value, agent_value = sorted(cli_value), sorted(agent_value)
             if cli_value != agent_value:
                 found.append(f"{part}.{key}: cli={cli_value!r} agent={agent_value!r}")

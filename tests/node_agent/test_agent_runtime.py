@@ -1,0 +1,177 @@
+"""Heartbeats, events, slow stops, restarts and neighbours of a running agent."""
+
+import asyncio
+
+import msgspec
+import pytest
+
+from node_agent.agent import Agent, AgentSettings
+from node_agent.driver import DockerDriver
+from node_agent.errors import AgentError
+from schemas.job import JobSpec
+from schemas.messages import (
+    Create,
+    Inspect,
+    List,
+    Remove,
+    Stop,
+    container_event_decoder,
+    heartbeat_decoder,
+)
+from schemas.subjects import Subjects
+from tests.node_agent.support import command_fields, send
+
+TIMEOUT_S = 10
+START_TIMEOUT_S = 10
+
+
+def job_spec(name: str, image: str, command: str, **fields) -> JobSpec:
+    raw = {"name": name, "image": image, "command": command, **fields}
+    return msgspec.convert(raw, JobSpec)
+
+
+async def command(nats_client, node: str, message_type, **fields):
+    message = message_type(**command_fields(), **fields)
+    return await asyncio.wait_for(send(nats_client, node, message), 30)
+
+
+async def next_matching(subscription, decode, predicate):
+    """Return the first decoded message that satisfies `predicate`."""
+    while True:
+        message = await subscription.next_msg(timeout=TIMEOUT_S)
+        decoded = decode(message.data)
+        if predicate(decoded):
+            return decoded
+
+
+async def test_heartbeats_carry_seq_and_inventory(
+    agent, nats_client, test_image, unique_name
+):
+    job = unique_name("beat")
+    await command(
+        nats_client, agent.node, Create, spec=job_spec(job, test_image, "sleep 300")
+    )
+    subscription = await nats_client.subscribe(Subjects().node_hb(agent.node))
+
+    beats = [
+        await next_matching(subscription, heartbeat_decoder.decode, lambda _: True)
+        for _ in range(3)
+    ]
+
+    sequence = [beat.seq for beat in beats]
+    assert sequence == sorted(sequence)
+    assert len(set(sequence)) == 3
+    assert beats[-1].node == agent.node
+    assert beats[-1].device_type == "ATLAS_I"
+    assert beats[-1].labels == {"site": "lab"}
+    assert beats[-1].interval_s == pytest.approx(0.2)
+    assert beats[-1].cpu_count > 0
+    assert beats[-1].mem_total_bytes > beats[-1].mem_used_bytes > 0
+    assert beats[-1].disk_total_bytes > 0
+    assert [(info.job, info.state) for info in beats[-1].containers] == [
+        (job, "running")
+    ]
+
+
+async def test_events_report_start_and_exit_code(
+    agent, nats_client, test_image, unique_name
+):
+    job = unique_name("exits")
+    subject = Subjects().node_evt(agent.node, "container")
+    subscription = await nats_client.subscribe(subject)
+    spec = job_spec(job, test_image, "sh -c 'sleep 0.3; exit 3'")
+
+    await command(nats_client, agent.node, Create, spec=spec)
+    started = await next_matching(
+        subscription,
+        container_event_decoder.decode,
+        lambda event: event.action == "start",
+    )
+    died = await next_matching(
+        subscription,
+        container_event_decoder.decode,
+        lambda event: event.action == "die",
+    )
+
+    assert started.job == job
+    assert started.node == agent.node
+    assert died.job == job
+    assert died.exit_code == 3
+    assert died.container_id == started.container_id
+
+
+async def test_stop_outlasting_client_timeout_reported(driver, test_image, unique_name):
+    job = unique_name("stubborn")
+    spec = job_spec(
+        job, test_image, "sh -c \"trap '' TERM; while true; do sleep 0.1; done\""
+    )
+    driver.create(spec)
+    impatient = DockerDriver(driver.node, client_timeout_s=1)
+    impatient.connect()
+
+    try:
+        stopped = await asyncio.wait_for(
+            asyncio.to_thread(impatient.stop, job, 3), TIMEOUT_S * 2
+        )
+    finally:
+        impatient.close()
+
+    assert stopped.state == "exited"
+    assert stopped.exit_code == 137
+
+
+async def test_restarted_agent_finds_containers(
+    agent_settings, nats_client, docker_client, test_image, unique_name
+):
+    job = unique_name("survivor")
+    async with Agent(agent_settings) as first:
+        created = await command(
+            nats_client, first.node, Create, spec=job_spec(job, test_image, "sleep 300")
+        )
+
+    async with Agent(agent_settings) as second:
+        inspected = await command(nats_client, second.node, Inspect, job=job)
+        listed = await command(nats_client, second.node, List)
+        stopped = await command(nats_client, second.node, Stop, job=job, timeout_s=0)
+
+    assert inspected.ok, inspected.error
+    assert inspected.container.id == created.container.id
+    assert [info.id for info in listed.containers] == [created.container.id]
+    assert stopped.ok, stopped.error
+    assert stopped.container.state == "exited"
+
+
+async def test_agents_on_one_engine_stay_apart(
+    agent, agent_settings, nats_client, test_image, unique_name, cleanup_node
+):
+    neighbour_settings = AgentSettings(
+        node=cleanup_node(unique_name("neighbour")),
+        heartbeat_interval_s=agent_settings.heartbeat_interval_s,
+        nats=agent_settings.nats,
+    )
+    job = unique_name("mine")
+    await command(
+        nats_client, agent.node, Create, spec=job_spec(job, test_image, "sleep 300")
+    )
+
+    async with Agent(neighbour_settings) as neighbour:
+        listed = await command(nats_client, neighbour.node, List)
+        stopped = await command(nats_client, neighbour.node, Stop, job=job)
+        removed = await command(nats_client, neighbour.node, Remove, job=job)
+    still_mine = await command(nats_client, agent.node, Inspect, job=job)
+
+    assert listed.containers == []
+    assert stopped.error.code == "not_found"
+    assert removed.error.code == "not_found"
+    assert still_mine.container.state == "running"
+
+
+async def test_same_node_id_rejected_in_process(agent, agent_settings):
+    duplicate = Agent(agent_settings)
+
+    with pytest.raises(AgentError) as info:
+        await asyncio.wait_for(duplicate.start(), START_TIMEOUT_S)
+
+    assert info.value.code == "conflict"
+    assert f"node id {agent.node!r} is already in use" in info.value.message
+    assert duplicate.state.value == "stopped"
