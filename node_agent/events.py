@@ -82,9 +82,13 @@ class EventForwarder:
             await asyncio.sleep(REOPEN_DELAY_S)
             try:
                 await self.open()
-                return
             except AgentError as exc:
                 logger.debug("node %s: reopening events failed: %s", self.node, exc)
+                continue
+            if self._closing:
+                self.close()  # close() ran while the stream was opening
+            return
+        self._queue.put_nowait(None)  # closed before a new stream opened: end run()
 
     def _read(self, loop: asyncio.AbstractEventLoop, stream) -> None:
         try:
