@@ -74,17 +74,24 @@ class DockerDriver:
     # Lookup
 
     def find(self, job: str) -> dict[str, Any]:
-        """Return the inspect payload of the job's container on this node."""
-        filters = {"label": [f"{NODE_LABEL}={self.node}", f"{JOB_LABEL}={job}"]}
+        """Return the inspect payload of the job's container on this node.
+
+        The container is named after the job, so one inspect by name finds
+        it; its labels then prove that this node owns it.
+        """
         with translated(f"looking up the container of job {job!r}"):
-            summaries = self.api.containers(all=True, filters=filters)
-            if not summaries:
-                raise AgentError(
-                    "not_found",
-                    f"job {job!r} has no container on node {self.node!r}; "
-                    "create it first",
-                )
-            return self.api.inspect_container(summaries[0]["Id"])
+            try:
+                attrs = self.api.inspect_container(job)
+            except docker.errors.NotFound:
+                attrs = None
+        labels = (attrs or {}).get("Config", {}).get("Labels") or {}
+        if labels.get(NODE_LABEL) != self.node or labels.get(JOB_LABEL) != job:
+            raise AgentError(
+                "not_found",
+                f"job {job!r} has no container on node {self.node!r}; create it first",
+            )
+
+        return attrs
 
     def inspect(self, job: str) -> ContainerInfo:
         return inventory.from_inspect(self.find(job))
