@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import click
 
 from controller import output
+from controller.agents import DOCKER_STOP_GRACE_S
 from controller.client import ApiClient
 from controller.connection import DEFAULT_NATS_URL, NatsOptions
 from controller.errors import ControllerError
@@ -243,8 +244,20 @@ def _lifecycle_command(verb: str, summary: str) -> None:
     @click.pass_obj
     def command(settings: Settings, job, as_json, timeout_s) -> None:
         request = JobRequest(job=job, timeout_s=timeout_s)
-        reply = _call(settings, verb, request, timeout_s)
+        wait_s = timeout_s
+        if verb == "stop":
+            wait_s += _stop_grace_s(settings, job)
+        reply = _call(settings, verb, request, wait_s)
         _print_job(reply.job, as_json)
+
+
+def _stop_grace_s(settings: Settings, job: str) -> float:
+    """Return the job's stop grace, so the CLI waits for a slow stop to finish."""
+    reply = _call(settings, "jobs", ListRequest(), DEFAULT_JOB_TIMEOUT_S)
+    for view in reply.jobs or []:
+        if view.name == job and view.stop_grace_s is not None:
+            return view.stop_grace_s
+    return DOCKER_STOP_GRACE_S
 
 
 _lifecycle_command(

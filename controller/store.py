@@ -57,6 +57,7 @@ class JobRecord(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields
             message=self.message,
             created_at=self.created_at,
             updated_at=self.updated_at,
+            stop_grace_s=self.spec.stop_grace_s(),
         )
 
 

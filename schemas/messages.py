@@ -232,6 +232,8 @@ class JobView(msgspec.Struct, kw_only=True, frozen=True):
     message: str = ""
     created_at: float = 0.0
     updated_at: float = 0.0
+    # None means Docker's default grace of 10 s.
+    stop_grace_s: float | None = None
 
 
 class NodeView(msgspec.Struct, kw_only=True, frozen=True):

@@ -1,5 +1,6 @@
 import json
 import re
+import time
 import urllib.error
 
 from controller.cli import ExitCode
@@ -83,6 +84,26 @@ def test_stop_and_start_job(fleet, unique_name):
     assert started.exit_code == ExitCode.OK, started.output
     assert json.loads(started.stdout)["state"] == "running"
     assert fetch(port) == INDEX_TEXT
+
+
+def test_stop_waits_for_long_grace(fleet, unique_name):
+    name = unique_name("stubborn")
+    path = fleet.job_file(
+        name,
+        command=["sh", "-c", "trap '' TERM; while true; do sleep 1; done"],
+        stop_grace_period="7s",
+    )
+    submitted = fleet.cli("submit", path)
+    assert submitted.exit_code == ExitCode.OK, submitted.output
+
+    started = time.monotonic()
+    stopped = fleet.cli("stop", name, "--timeout", "1")
+    took_s = time.monotonic() - started
+
+    assert stopped.exit_code == ExitCode.OK, stopped.output
+    assert stopped.stdout.startswith(f"{name} exited on node {fleet.node}")
+    assert took_s >= 7
+    assert fleet.container_state(name) == "exited"
 
 
 def test_remove_deletes_job_and_container(fleet, unique_name):
