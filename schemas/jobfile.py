@@ -37,6 +37,7 @@ _YAML11_OCTAL_RE = re.compile(r"[-+]?0[0-7_]+")
 _MSGSPEC_PATH_RE = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _PATH_TOKEN_RE = re.compile(r"\.([A-Za-z0-9_-]+)|\[(\d+)\]|\[(\.\.\.)\]")
 _ANY_KEY = "..."
+_EXPECTED_TYPE_RE = re.compile(r"^Expected `(?P<type>[^`]+)`")
 _GOT_TYPE_RE = re.compile(r"got `(?P<type>int|float|bool)`")
 _UNKNOWN_FIELD_RE = re.compile(r"Object contains unknown field `(?P<field>[^`]*)`")
 
@@ -86,9 +87,25 @@ def load_job_text(text: str, source: str = "<job>") -> JobSpec:
             source, builder.lines.get((), 1), (), "expected a mapping of job fields"
         )
     try:
-        return msgspec.convert(data, JobSpec)
+        spec = msgspec.convert(data, JobSpec)
     except msgspec.ValidationError as exc:
         raise _explain(exc, builder) from exc
+    for path, word in builder.yaml11_bools.items():
+        raise JobFileError(
+            source, builder.lines[path], path, _yaml11_bool_problem(word, "str")
+        )
+
+    return spec
+
+
+def _yaml11_bool_problem(word: str, expected: str) -> str:
+    meaning = str(_YAML11_BOOLS[word]).lower()
+    problem = (
+        f"unquoted {word} is a string in YAML 1.2 but the boolean {meaning} in YAML 1.1"
+    )
+    if expected == "bool":
+        return f"{problem}; write {meaning}"
+    return f'{problem}; quote it ("{word}") to keep the string'
 
 
 def _compose(text: str, source: str) -> yaml.Node:
@@ -115,6 +132,9 @@ class _Builder:
         self.source = source
         self.lines: dict[FieldPath, int] = {}
         self.plain: dict[FieldPath, str] = {}
+        self.quoted: dict[FieldPath, str] = {}
+        # Plain yes/no/on/off/y/n: strings in YAML 1.2, booleans in YAML 1.1.
+        self.yaml11_bools: dict[FieldPath, str] = {}
 
     def build(self, node: yaml.Node, path: FieldPath):
         self.lines.setdefault(path, node.start_mark.line + 1)
@@ -145,6 +165,7 @@ class _Builder:
     def _scalar(self, node: yaml.ScalarNode, path: FieldPath):
         text = node.value
         if node.style is not None:
+            self.quoted[path] = text
             return text
         if node.tag != _RESOLVER.resolve(yaml.ScalarNode, text, (True, False)):
             return self._explicit(node, path)
@@ -161,13 +182,9 @@ class _Builder:
 
     def _reject_yaml11(self, node: yaml.ScalarNode, path: FieldPath, text: str) -> None:
         if text in _YAML11_BOOLS:
-            word = str(_YAML11_BOOLS[text]).lower()
-            self._fail(
-                node,
-                path,
-                f"unquoted {text} is the boolean {word} in YAML 1.1; "
-                f'quote it ("{text}") if you mean the string, or write {word}',
-            )
+            # Whether this is an error, and its fix, depends on the field's
+            # type, so the check happens after decoding.
+            self.yaml11_bools[path] = text
         if _YAML11_BASE60_RE.fullmatch(text):
             self._fail(
                 node,
@@ -218,15 +235,35 @@ def _explain(exc: msgspec.ValidationError, builder: _Builder) -> JobFileError:
     path = _find_path(builder, pattern, got["type"] if got else None)
 
     unknown = _UNKNOWN_FIELD_RE.match(message)
+    expected = _EXPECTED_TYPE_RE.search(message)
     if unknown is not None:
         path = (*path, unknown["field"])
         message = f"unknown field {unknown['field']!r}; check its spelling"
+    elif path in builder.yaml11_bools:
+        expected_type = expected["type"] if expected is not None else "str"
+        message = _yaml11_bool_problem(builder.yaml11_bools[path], expected_type)
     elif got is not None and path in builder.plain:
         message += f'; quote it ("{builder.plain[path]}") to make it a string'
+    elif expected is not None and path in builder.quoted:
+        message += _quoted_hint(builder.quoted[path], expected["type"])
     message = message.replace("`", "'").replace("Expected", "expected")
     message = message.replace("Object missing required field", "missing required field")
 
     return JobFileError(builder.source, _line_of(builder.lines, path), path, message)
+
+
+def _quoted_hint(text: str, expected: str) -> str:
+    """Return the fix for a quoted string where a number or boolean is expected."""
+    types = set(expected.split(" | "))
+    if "bool" in types:
+        fix = (
+            "remove the quotes" if text in ("true", "false") else "write true or false"
+        )
+    elif types & {"int", "float"}:
+        fix = "write a number without quotes"
+    else:
+        return f' ("{text}")'
+    return f' ("{text}"); {fix}'
 
 
 def _parse_msgspec_path(text: str) -> FieldPath:

@@ -124,8 +124,8 @@ def parse_restart(value: str) -> RestartPolicy:
     match = _RESTART_RE.fullmatch(value)
     if match is None:
         raise ValueError(
-            f"invalid restart policy {value!r}: use no, always, unless-stopped "
-            "or on-failure[:MAX_RETRIES]"
+            f'invalid restart policy {value!r}: use "no" (quoted in YAML), always, '
+            "unless-stopped or on-failure[:MAX_RETRIES]"
         )
     if value.startswith("on-failure"):
         return RestartPolicy("on-failure", int(match["retries"] or 0))

@@ -121,7 +121,10 @@ def test_wrong_type_gives_path_and_line():
     error = load_error('name: web\nimage: x\nprivileged: "true"\n')
 
     assert error.line == 3
-    assert str(error) == "job.yaml:3: privileged: expected 'bool', got 'str'"
+    assert str(error) == (
+        "job.yaml:3: privileged: expected 'bool', got 'str' (\"true\"); "
+        "remove the quotes"
+    )
 
 
 def test_missing_required_field_is_named():
@@ -151,6 +154,38 @@ def test_unquoted_yaml11_boolean_is_rejected(word):
 
     assert error.line == 3
     assert f'quote it ("{word}")' in str(error)
+
+
+@pytest.mark.parametrize(("word", "meaning"), [("yes", "true"), ("off", "false")])
+def test_yaml11_boolean_in_bool_field(word, meaning):
+    error = load_error(f"name: web\nimage: x\nprivileged: {word}\n")
+
+    assert error.line == 3
+    assert str(error).endswith(f"in YAML 1.1; write {meaning}")
+
+
+def test_yaml11_boolean_in_string_map():
+    error = load_error("name: web\nimage: x\nenvironment:\n  A: b\n  DEBUG: off\n")
+
+    assert error.line == 5
+    assert error.path == ("environment", "DEBUG")
+    assert str(error).endswith('quote it ("off") to keep the string')
+
+
+@pytest.mark.parametrize(
+    ("value", "fix"),
+    [('"yes"', "write true or false"), ('"1"', "write true or false")],
+)
+def test_quoted_text_in_bool_field(value, fix):
+    error = load_error(f"name: web\nimage: x\ntty: {value}\n")
+
+    assert str(error).endswith(fix)
+
+
+def test_quoted_number_in_float_field():
+    error = load_error('name: web\nimage: x\ncpus: "1.5"\n')
+
+    assert str(error).endswith('("1.5"); write a number without quotes')
 
 
 def test_quoted_no_restart_is_accepted():
