@@ -87,8 +87,7 @@ class DockerDriver:
         labels = (attrs or {}).get("Config", {}).get("Labels") or {}
         if labels.get(NODE_LABEL) != self.node or labels.get(JOB_LABEL) != job:
             raise AgentError(
-                "not_found",
-                f"job {job!r} has no container on node {self.node!r}; create it first",
+                "not_found", f"job {job!r} has no container on node {self.node!r}"
             )
 
         return attrs

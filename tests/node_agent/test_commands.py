@@ -198,7 +198,9 @@ async def test_unknown_job_is_not_found(agent, nats_client, unique_name):
 
         assert reply.ok is False
         assert reply.error.code == "not_found"
-        assert repr(job) in reply.error.message
+        assert reply.error.message == (
+            f"job {job!r} has no container on node {agent.node!r}"
+        )
 
 
 async def test_pause_of_stopped_is_conflict(
