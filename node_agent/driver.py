@@ -266,7 +266,18 @@ class DockerDriver:
         HTTP timeout only then. If the HTTP call still times out, the
         container's state decides the outcome.
         """
-        attrs = self.find(job)
+        return self._stop_found(
+            job, self.find(job), grace_s, "send the stop again or remove the job"
+        )
+
+    def _stop_found(
+        self, job: str, attrs: dict[str, Any], grace_s: float | None, fix: str
+    ) -> ContainerInfo:
+        """Stop the container of `attrs` and return its new record.
+
+        `fix` ends the error of a stop that timed out with the container
+        still running.
+        """
         if attrs["State"]["Status"] not in _ACTIVE_STATES:
             return inventory.from_inspect(attrs)
         grace = self._stop_grace_s(attrs, grace_s)
@@ -276,7 +287,7 @@ class DockerDriver:
         except AgentError as exc:
             if exc.code != "timeout":
                 raise
-            return self._settle_timed_out_stop(job, grace, exc)
+            return self._settle_timed_out_stop(job, grace, exc, fix)
 
         return self.inspect(job)
 
@@ -288,7 +299,7 @@ class DockerDriver:
         return DEFAULT_STOP_GRACE_S if configured is None else configured
 
     def _settle_timed_out_stop(
-        self, job: str, grace_s: int, error: AgentError
+        self, job: str, grace_s: int, error: AgentError, fix: str
     ) -> ContainerInfo:
         info = self.inspect(job)
         if info.state not in _ACTIVE_STATES:
@@ -304,8 +315,7 @@ class DockerDriver:
             "timeout",
             f"stopping job {job!r} on node {self.node!r} timed out after the "
             f"{grace_s} s grace plus the {self.client_timeout_s} s client timeout, "
-            f"and the container is still {info.state}; send the stop again or "
-            "remove the job",
+            f"and the container is still {info.state}; {fix}",
         ) from error
 
     def pause(self, job: str) -> ContainerInfo:
@@ -335,15 +345,21 @@ class DockerDriver:
         return self.inspect(job)
 
     def remove(self, job: str, force: bool = True) -> ContainerInfo:
-        """Remove the job's container and return its last record."""
+        """Stop the job's container as `stop` does, then remove it.
+
+        The stop sends the container's stop signal and kills it after its
+        stop grace, so the job can shut down cleanly before it is removed.
+        Returns the record of the stopped container.
+        """
         attrs = self.find(job)
+        info = self._stop_found(job, attrs, None, "send the remove again")
         with translated(f"removing the container of job {job!r} on node {self.node!r}"):
             self.api.remove_container(attrs["Id"], force=force)
         logger.info(
             "node %s removed container %s of job %s", self.node, attrs["Id"][:12], job
         )
 
-        return inventory.from_inspect(attrs)
+        return info
 
     def _wrong_state(self, job: str, problem: str, fix: str) -> AgentError:
         return AgentError(

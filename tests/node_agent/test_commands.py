@@ -1,7 +1,11 @@
 """Lifecycle commands sent over NATS to an in-process agent on the real engine."""
 
 import asyncio
+import shutil
 import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import docker.errors
@@ -62,6 +66,20 @@ async def create_exiting_job(nats_client, node, image, unique_name, **fields):
             break
 
     return job, reply
+
+
+@pytest.fixture
+def host_dir() -> Iterator[Path]:
+    """A fresh directory under /tmp for a container to bind-mount."""
+    path = Path(tempfile.mkdtemp(prefix="dsched-test-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path)
+
+
+async def wait_for_file(path: Path) -> None:
+    async with asyncio.timeout(TIMEOUT_S):
+        while not path.exists():
+            await asyncio.sleep(0.05)
 
 
 def served_page(docker_client: docker.DockerClient, name: str) -> str:
@@ -322,4 +340,31 @@ async def test_immediate_exit_fails_create(
     )
     assert "last log lines: 'boom'" in reply.error.message
     assert "fix the job's command or image" in reply.error.message
+    assert docker_client.containers.list(all=True, filters={"name": job}) == []
+
+
+@pytest.mark.parametrize("state", ["running", "paused"])
+async def test_remove_stops_container_gracefully(
+    agent, nats_client, docker_client, test_image, unique_name, host_dir, state
+):
+    job = unique_name("graceful")
+    trap = "trap 'echo bye > /out/stopped; exit 0' TERM"
+    spec = sleeper_spec(
+        job,
+        test_image,
+        command=f'sh -c "{trap}; touch /out/ready; while true; do sleep 0.1; done"',
+        volumes=[f"{host_dir}:/out"],
+        stop_grace_period="10s",
+    )
+    await command(nats_client, agent.node, Create, spec=spec)
+    await wait_for_file(host_dir / "ready")
+    if state == "paused":
+        await command(nats_client, agent.node, Pause, job=job)
+
+    removed = await command(nats_client, agent.node, Remove, job=job)
+
+    assert removed.ok, removed.error
+    assert (host_dir / "stopped").read_text() == "bye\n"
+    assert removed.container.state == "exited"
+    assert removed.container.exit_code == 0
     assert docker_client.containers.list(all=True, filters={"name": job}) == []
