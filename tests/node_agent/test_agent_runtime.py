@@ -118,6 +118,7 @@ async def test_stop_outlasting_client_timeout_reported(driver, test_image, uniqu
 
     assert stopped.state == "exited"
     assert stopped.exit_code == 137
+    assert stopped.status == "exited with code 137"
 
 
 async def test_restarted_agent_finds_containers(

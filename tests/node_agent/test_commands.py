@@ -368,3 +368,22 @@ async def test_remove_stops_container_gracefully(
     assert removed.container.state == "exited"
     assert removed.container.exit_code == 0
     assert docker_client.containers.list(all=True, filters={"name": job}) == []
+
+
+async def test_stop_needing_kill_reports_exit_code(
+    agent, nats_client, test_image, unique_name
+):
+    job = unique_name("stubborn")
+    spec = sleeper_spec(
+        job,
+        test_image,
+        command="sh -c \"trap '' TERM; while true; do sleep 0.1; done\"",
+    )
+    await command(nats_client, agent.node, Create, spec=spec)
+
+    stopped = await command(nats_client, agent.node, Stop, job=job, timeout_s=1)
+
+    assert stopped.ok, stopped.error
+    assert stopped.container.state == "exited"
+    assert stopped.container.exit_code == 137
+    assert stopped.container.status == "exited with code 137"
