@@ -128,12 +128,25 @@ job_argument = click.argument("job", callback=_check_job)
 )
 @click.option(
     "--creds",
-    type=click.Path(dir_okay=False),
-    help="NATS credentials file; default none.",
+    type=click.Path(exists=True, dir_okay=False),
+    envvar="NATS_CREDS",
+    help="NATS credentials file; default $NATS_CREDS, else none.",
 )
-@click.option("--user", help="NATS user name; default none.")
-@click.option("--password", help="NATS password for --user; default none.")
-@click.option("--token", help="NATS authentication token; default none.")
+@click.option(
+    "--user",
+    envvar="NATS_USER",
+    help="NATS user name; default $NATS_USER, else none.",
+)
+@click.option(
+    "--password",
+    envvar="NATS_PASSWORD",
+    help="NATS password for --user; default $NATS_PASSWORD, else none.",
+)
+@click.option(
+    "--token",
+    envvar="NATS_TOKEN",
+    help="NATS authentication token; default $NATS_TOKEN, else none.",
+)
 @click.option(
     "--prefix",
     default=DEFAULT_PREFIX,

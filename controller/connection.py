@@ -47,7 +47,24 @@ class NatsOptions:
         return kwargs
 
 
+# nats-py 2.16 raises a plain nats.errors.Error with the server's -ERR text
+# when the server rejects the CONNECT, so the text is matched as well.
+_AUTH_ERROR_MARKERS = ("authorization violation", "authentication")
+
+
+def _rejected_credentials(exc: BaseException) -> bool:
+    if isinstance(exc, nats.errors.AuthorizationError):
+        return True
+    text = str(exc).lower()
+    return any(marker in text for marker in _AUTH_ERROR_MARKERS)
+
+
 def _unreachable(options: NatsOptions, exc: BaseException) -> UnavailableError:
+    if _rejected_credentials(exc):
+        return UnavailableError(
+            f"NATS at {options.url} rejected the credentials; check "
+            "--user/--password, --token or --creds"
+        )
     reason = str(exc) or type(exc).__name__
     return UnavailableError(
         f"cannot connect to NATS at {options.url} ({reason}); start the broker "
@@ -57,10 +74,11 @@ def _unreachable(options: NatsOptions, exc: BaseException) -> UnavailableError:
 
 async def connect_once(options: NatsOptions, name: str) -> Client:
     """Connect without reconnecting, for short-lived CLI commands."""
+    client = Client()
     try:
         # nats-py 2.16 retries the first connect up to max_reconnect_attempts
         # times, even with allow_reconnect off, so the limit is set to one.
-        return await nats.connect(
+        await client.connect(
             **options.connect_kwargs(),
             name=name,
             allow_reconnect=False,
@@ -69,7 +87,10 @@ async def connect_once(options: NatsOptions, name: str) -> Client:
             error_cb=_log_nats_error,
         )
     except (TimeoutError, OSError, nats.errors.Error) as exc:
+        # A server that rejects the credentials leaves the socket open.
+        await client.close()
         raise _unreachable(options, exc) from exc
+    return client
 
 
 async def connect_service(
