@@ -23,6 +23,9 @@ DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_CONNECT_TIMEOUT_S = 3.0
 DEFAULT_NODE_CHECK_TIMEOUT_S = 1.0
 RECONNECT_WAIT_S = 1.0
+# Errors that nats-py 2.16 reports to the error callback right before it drops
+# the connection and reconnects: from its read loop and its flusher.
+_CONNECTION_LOSS_ERRORS = (OSError, nats.errors.UnexpectedEOF)
 
 
 @dataclass(frozen=True)
@@ -64,27 +67,73 @@ async def connect(options: NatsOptions, node: str) -> Client:
 
 
 class _ConnectionCallbacks:
-    """Log connection changes; keep the errors of the first connect for its message."""
+    """Log connection changes; keep the errors of the first connect for its message.
+
+    While the client reconnects, nats-py reports every failed attempt to
+    `on_error`, once per `RECONNECT_WAIT_S`. Those go to DEBUG, so the log
+    shows the connection loss once at WARNING, with the error that caused
+    it, and the recovery once at INFO, with the number of failed attempts.
+    """
 
     def __init__(self, node: str, client: Client) -> None:
         self.node = node
         self.client = client
         self.connected = False
         self.first_errors: list[Exception] = []
+        self.failed_reconnects = 0
+        self.disconnected_at: float | None = None
+        self.loss_cause: Exception | None = None
 
     async def on_error(self, exc: Exception) -> None:
         if not self.connected:
             self.first_errors.append(exc)
             return
-        logger.warning("node %s NATS error: %s", self.node, _describe(exc))
+        if self.disconnected_at is None:
+            self._on_error_while_connected(exc)
+            return
+        self.failed_reconnects += 1
+        logger.debug(
+            "node %s: reconnect attempt %d to NATS failed: %s",
+            self.node,
+            self.failed_reconnects,
+            _describe(exc),
+        )
+
+    def _on_error_while_connected(self, exc: Exception) -> None:
+        if not isinstance(exc, _CONNECTION_LOSS_ERRORS):
+            logger.warning("node %s NATS error: %s", self.node, _describe(exc))
+            return
+        # The disconnect warning that follows names this error.
+        self.loss_cause = exc
+        logger.debug("node %s NATS connection failed: %s", self.node, _describe(exc))
 
     async def on_disconnected(self) -> None:
         closing = self.client.is_draining or self.client.is_closed
-        if self.connected and not closing:
-            logger.warning("node %s disconnected from NATS", self.node)
+        if not self.connected or closing or self.disconnected_at is not None:
+            return
+        self.disconnected_at = time.monotonic()
+        self.failed_reconnects = 0
+        cause = f" ({_describe(self.loss_cause)})" if self.loss_cause else ""
+        logger.warning(
+            "node %s disconnected from NATS%s; reconnecting every %.1f s",
+            self.node,
+            cause,
+            RECONNECT_WAIT_S,
+        )
 
     async def on_reconnected(self) -> None:
-        logger.info("node %s reconnected to NATS", self.node)
+        down_s = 0.0
+        if self.disconnected_at is not None:
+            down_s = time.monotonic() - self.disconnected_at
+        logger.info(
+            "node %s reconnected to NATS after %.1f s and %d failed attempts",
+            self.node,
+            down_s,
+            self.failed_reconnects,
+        )
+        self.disconnected_at = None
+        self.failed_reconnects = 0
+        self.loss_cause = None
 
 
 def _connect_kwargs(

@@ -1,6 +1,7 @@
 """Heartbeats, events, slow stops, restarts and neighbours of a running agent."""
 
 import asyncio
+import logging
 
 import msgspec
 import pytest
@@ -23,6 +24,8 @@ from tests.node_agent.support import command_fields, send
 
 TIMEOUT_S = 10
 START_TIMEOUT_S = 10
+# Long enough for several reconnect attempts, one per second.
+OUTAGE_S = 3.5
 
 
 def job_spec(name: str, image: str, command: str, **fields) -> JobSpec:
@@ -42,6 +45,16 @@ async def next_matching(subscription, decode, predicate):
         decoded = decode(message.data)
         if predicate(decoded):
             return decoded
+
+
+async def wait_for_record(caplog, text: str) -> logging.LogRecord:
+    """Return the first captured log record whose message contains `text`."""
+    async with asyncio.timeout(TIMEOUT_S):
+        while True:
+            for record in caplog.records:
+                if text in record.getMessage():
+                    return record
+            await asyncio.sleep(0.05)
 
 
 async def test_heartbeats_carry_seq_and_inventory(
@@ -176,3 +189,30 @@ async def test_same_node_id_rejected_in_process(agent, agent_settings):
     assert info.value.code == "conflict"
     assert f"node id {agent.node!r} is already in use" in info.value.message
     assert duplicate.state.value == "stopped"
+
+
+async def test_broker_outage_logged_once(agent, nats_server, caplog):
+    caplog.set_level(logging.DEBUG, logger="node_agent")
+
+    await asyncio.to_thread(nats_server.stop)
+    await asyncio.sleep(OUTAGE_S)
+    await asyncio.to_thread(nats_server.start)
+    reconnected = await wait_for_record(caplog, "reconnected to NATS")
+
+    records = [
+        record for record in caplog.records if record.name.startswith("node_agent")
+    ]
+    warnings = [record for record in records if record.levelno >= logging.WARNING]
+    infos = [record for record in records if record.levelno == logging.INFO]
+    attempts = [
+        record for record in records if "reconnect attempt" in record.getMessage()
+    ]
+    assert len(warnings) == 1
+    assert (
+        warnings[0].getMessage().startswith(f"node {agent.node} disconnected from NATS")
+    )
+    assert warnings[0].getMessage().endswith("; reconnecting every 1.0 s")
+    assert [record.getMessage() for record in infos] == [reconnected.getMessage()]
+    assert len(attempts) >= 2
+    assert {record.levelno for record in attempts} == {logging.DEBUG}
+    assert f"and {len(attempts)} failed attempts" in reconnected.getMessage()
