@@ -11,7 +11,7 @@ import click
 from controller import output
 from controller.agents import DOCKER_STOP_GRACE_S
 from controller.client import ApiClient
-from controller.connection import DEFAULT_NATS_URL, NatsOptions
+from controller.connection import DEFAULT_NATS_URL, NatsOptions, check_nats_url
 from controller.errors import ControllerError
 from controller.reconciler import DEFAULT_INTERVAL_S
 from controller.registry import DEFAULT_MISSED_HEARTBEATS
@@ -86,6 +86,13 @@ def _check_prefix(ctx, param, value: str) -> str:
     return value
 
 
+def _check_nats_url(ctx, param, value: str) -> str:
+    try:
+        return check_nats_url(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
 def _check_job(ctx, param, value: str) -> str:
     try:
         return check_name(value, "job name")
@@ -123,6 +130,7 @@ job_argument = click.argument("job", callback=_check_job)
     "nats_url",
     envvar="NATS_URL",
     default=DEFAULT_NATS_URL,
+    callback=_check_nats_url,
     metavar="URL",
     help=f"NATS server URL; default $NATS_URL, else {DEFAULT_NATS_URL}.",
 )

@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import logging
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -25,6 +26,41 @@ SERVICE_CONNECT_TIMEOUT_S = 10.0
 RECONNECT_WAIT_S = 1.0
 
 
+NATS_URL_SCHEMES = ("nats", "tls", "ws", "wss")
+
+
+def check_nats_url(value: str) -> str:
+    """Check that each comma-separated URL has a NATS scheme and a host.
+
+    Returns `value`, or raises ValueError that quotes it and shows the
+    expected form.
+    """
+    transports = set()
+    for url in split_nats_urls(value):
+        try:
+            parts = urllib.parse.urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port that is no number
+        except ValueError as exc:
+            raise ValueError(f"invalid NATS URL {value!r}: {exc}") from exc
+        if parts.scheme not in NATS_URL_SCHEMES or not parts.hostname:
+            raise ValueError(
+                f"invalid NATS URL {value!r}: expected SCHEME://HOST[:PORT] with "
+                f"scheme {', '.join(NATS_URL_SCHEMES)}, e.g. {DEFAULT_NATS_URL}; "
+                "separate several URLs with commas"
+            )
+        transports.add("websocket" if parts.scheme in ("ws", "wss") else "tcp")
+    if len(transports) > 1:
+        raise ValueError(
+            f"invalid NATS URL list {value!r}: use either ws/wss URLs or "
+            "nats/tls URLs, not both"
+        )
+    return value
+
+
+def split_nats_urls(value: str) -> list[str]:
+    return [url.strip() for url in value.split(",")]
+
+
 @dataclass(frozen=True)
 class NatsOptions:
     """Server URL and credentials of a NATS connection."""
@@ -36,7 +72,10 @@ class NatsOptions:
     token: str | None = None
 
     def connect_kwargs(self) -> dict:
-        kwargs = {"servers": self.url, "connect_timeout": CONNECT_TIMEOUT_S}
+        kwargs = {
+            "servers": split_nats_urls(self.url),
+            "connect_timeout": CONNECT_TIMEOUT_S,
+        }
         if self.creds:
             kwargs["user_credentials"] = self.creds
         if self.user:
