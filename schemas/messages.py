@@ -80,8 +80,8 @@ class Command(Message, tag_field="type", forbid_unknown_fields=True):
 class Create(Command, tag="create"):
     """Create the job's container and, when `start` is set, start it.
 
-    A start that fails removes the container again, so a failed create
-    leaves nothing behind.
+    A start that fails, or a container that exits right after it started,
+    removes the container again, so a failed create leaves nothing behind.
     """
 
     spec: JobSpec
