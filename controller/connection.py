@@ -1,6 +1,5 @@
 """NATS connections: the one place nats-py errors become controller errors."""
 
-import asyncio
 import contextlib
 import logging
 import urllib.parse
@@ -22,7 +21,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 CONNECT_TIMEOUT_S = 2.0
-SERVICE_CONNECT_TIMEOUT_S = 10.0
 RECONNECT_WAIT_S = 1.0
 
 
@@ -113,6 +111,26 @@ def _unreachable(options: NatsOptions, exc: BaseException) -> UnavailableError:
 
 async def connect_once(options: NatsOptions, name: str) -> Client:
     """Connect without reconnecting, for short-lived CLI commands."""
+    return await _connect_without_retry(options, name, reconnect_time_wait=0.1)
+
+
+async def connect_service(options: NatsOptions, name: str, **callbacks) -> Client:
+    """Connect for the long-running service, and keep reconnecting forever.
+
+    Only a lost connection is retried: when the first connect fails, this
+    raises at once, so a missing broker or rejected credentials are reported
+    instead of waited for.
+    """
+    client = await _connect_without_retry(
+        options, name, reconnect_time_wait=RECONNECT_WAIT_S, **callbacks
+    )
+    # nats-py 2.16 reads both options again on every reconnect.
+    client.options["allow_reconnect"] = True
+    client.options["max_reconnect_attempts"] = -1
+    return client
+
+
+async def _connect_without_retry(options: NatsOptions, name: str, **settings) -> Client:
     client = Client()
     try:
         # nats-py 2.16 retries the first connect up to max_reconnect_attempts
@@ -122,38 +140,11 @@ async def connect_once(options: NatsOptions, name: str) -> Client:
             name=name,
             allow_reconnect=False,
             max_reconnect_attempts=1,
-            reconnect_time_wait=0.1,
             error_cb=_log_nats_error,
+            **settings,
         )
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         # A server that rejects the credentials leaves the socket open.
-        await client.close()
-        raise _unreachable(options, exc) from exc
-    return client
-
-
-async def connect_service(
-    options: NatsOptions,
-    name: str,
-    first_connect_timeout_s: float = SERVICE_CONNECT_TIMEOUT_S,
-    **callbacks,
-) -> Client:
-    """Connect and keep reconnecting forever, for the long-running service.
-
-    The first connection must succeed within `first_connect_timeout_s`.
-    """
-    client = Client()
-    connecting = client.connect(
-        **options.connect_kwargs(),
-        name=name,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=RECONNECT_WAIT_S,
-        error_cb=_log_nats_error,
-        **callbacks,
-    )
-    try:
-        await asyncio.wait_for(connecting, first_connect_timeout_s)
-    except (TimeoutError, OSError, nats.errors.Error) as exc:
         await client.close()
         raise _unreachable(options, exc) from exc
     return client

@@ -12,12 +12,7 @@ from nats.aio.msg import Msg
 from controller.agents import AgentClient
 from controller.api import Api
 from controller.codec import decode
-from controller.connection import (
-    SERVICE_CONNECT_TIMEOUT_S,
-    NatsOptions,
-    connect_service,
-    nats_errors,
-)
+from controller.connection import NatsOptions, connect_service, nats_errors
 from controller.errors import ControllerError, StateError
 from controller.events import EventPublisher
 from controller.locks import JobLocks
@@ -49,7 +44,6 @@ class ControllerConfig:
     missed_heartbeats: int = DEFAULT_MISSED_HEARTBEATS
     reconcile_interval_s: float = DEFAULT_INTERVAL_S
     bucket: str = DEFAULT_BUCKET
-    connect_timeout_s: float = SERVICE_CONNECT_TIMEOUT_S
 
 
 class Controller:
@@ -104,7 +98,6 @@ class Controller:
         client = await connect_service(
             self.config.nats,
             "dsched-controller",
-            self.config.connect_timeout_s,
             disconnected_cb=self._on_disconnected,
             reconnected_cb=self._on_reconnected,
         )

@@ -82,7 +82,7 @@ async def test_controller_state_follows_lifecycle(nats_server):
 
 async def test_controller_without_nats_fails():
     url = f"nats://127.0.0.1:{free_port()}"
-    config = ControllerConfig(nats=NatsOptions(url), connect_timeout_s=1.0)
+    config = ControllerConfig(nats=NatsOptions(url))
     controller = Controller(config)
 
     with pytest.raises(UnavailableError, match=f"cannot connect to NATS at {url}"):
