@@ -13,6 +13,7 @@ from controller.agents import DOCKER_STOP_GRACE_S
 from controller.client import ApiClient
 from controller.connection import DEFAULT_NATS_URL, NatsOptions, check_nats_url
 from controller.errors import ControllerError
+from controller.lifecycle import missing_container_message
 from controller.reconciler import DEFAULT_INTERVAL_S
 from controller.registry import DEFAULT_MISSED_HEARTBEATS
 from controller.service import ControllerConfig, serve_until_signal
@@ -306,6 +307,9 @@ def inspect(settings: Settings, job, timeout_s) -> None:
         settings, "inspect", JobRequest(job=job, timeout_s=timeout_s), timeout_s
     )
     click.echo(output.to_json({"job": reply.job, "container": reply.container}))
+    if reply.container is None and reply.job.node is not None:
+        note = missing_container_message(reply.job.name, reply.job.node)
+        click.echo(f"Note: {note}", err=True)
 
 
 @cli.command()

@@ -8,6 +8,7 @@ from controller.store import JobRecord
 from schemas.job import DesiredState
 from schemas.messages import (
     ApiReply,
+    Create,
     Inspect,
     JobRequest,
     Logs,
@@ -27,14 +28,15 @@ _TARGETS: dict[str, tuple[DesiredState, str]] = {
     "pause": ("paused", "paused"),
     "unpause": ("running", "running"),
 }
-_COMMANDS = {"start": Start, "pause": Pause, "unpause": Unpause}
+_COMMANDS = {"pause": Pause, "unpause": Unpause}
 
 
 class Lifecycle:
     """Sends a job's command to its node and records the outcome.
 
     On an error reply the desired state stays as it was and the error goes
-    back to the client unchanged.
+    back to the client unchanged. The one exception is a start whose
+    container is missing: a create command from the stored spec follows.
     """
 
     def __init__(self, parts: Parts) -> None:
@@ -65,7 +67,11 @@ class Lifecycle:
         return ApiReply(ok=True, job=updated.view(), container=container)
 
     async def inspect(self, request: JobRequest) -> ApiReply:
-        """Return the job and its container as the node reports it now."""
+        """Return the job and its container as the node reports it now.
+
+        The reply has no container when the job has no node yet or the node
+        has no container for it.
+        """
         record = await self._store.get(request.job)
         if record.node is None:
             return ApiReply(ok=True, job=record.view())
@@ -80,15 +86,36 @@ class Lifecycle:
     async def logs(self, request: LogsRequest) -> ApiReply:
         record = await self._store.get(request.job)
         node = _node_of(record, "logs")
-        reply = await self._agents.call(node, Logs, job=record.name, tail=request.tail)
+        try:
+            reply = await self._agents.call(
+                node, Logs, job=record.name, tail=request.tail
+            )
+        except NotFoundError as exc:
+            raise NotFoundError(missing_container_message(record.name, node)) from exc
         return ApiReply(ok=True, job=record.view(), logs=reply.logs or "")
 
     async def _send(self, verb: str, node: str, record: JobRecord, bound_s: float):
         if verb == "stop":
             return await self._agents.stop(node, record.spec, bound_s)
+        if verb == "start":
+            return await self._start(node, record, bound_s)
         return await self._agents.call(
             node, _COMMANDS[verb], bound_s=bound_s, job=record.name
         )
+
+    async def _start(self, node: str, record: JobRecord, bound_s: float):
+        """Start the job's container, or create it from the stored spec if missing."""
+        try:
+            return await self._agents.call(
+                node, Start, bound_s=bound_s, job=record.name
+            )
+        except NotFoundError:
+            logger.info(
+                "job %s has no container on node %s, creating it from the stored spec",
+                record.name,
+                node,
+            )
+        return await self._agents.call(node, Create, bound_s=bound_s, spec=record.spec)
 
     async def _remove(self, record: JobRecord, bound_s: float) -> ApiReply:
         if record.node is not None:
@@ -111,6 +138,13 @@ class Lifecycle:
         )
         await self._events.job(removed)
         return ApiReply(ok=True, job=removed.view())
+
+
+def missing_container_message(job: str, node: str) -> str:
+    return (
+        f"job {job!r} has no container on node {node!r}; `controller start {job}` "
+        "recreates it from the job's spec"
+    )
 
 
 def _node_of(record: JobRecord, verb: str) -> str:
