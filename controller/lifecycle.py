@@ -4,7 +4,7 @@ import logging
 
 from controller.errors import ConflictError, NotFoundError
 from controller.parts import Parts
-from controller.store import JobRecord
+from controller.store import JobRecord, observed_fields
 from schemas.job import DesiredState
 from schemas.messages import (
     ApiReply,
@@ -56,12 +56,10 @@ class Lifecycle:
             reply = await self._send(verb, node, record, request.timeout_s)
             desired, expected_state = _TARGETS[verb]
             container = reply.container
-            updated = await self._store.update(
-                record.name,
-                desired=desired,
-                state=container.state if container else expected_state,
-                message="",
-            )
+            changes = {"desired": desired, "state": expected_state, "message": ""}
+            if container is not None:
+                changes |= observed_fields(container)
+            updated = await self._store.update(record.name, **changes)
         if (updated.state, updated.desired) != (record.state, record.desired):
             await self._events.job(updated)
         return ApiReply(ok=True, job=updated.view(), container=container)

@@ -15,7 +15,7 @@ from controller.backoff import Backoff
 from controller.errors import ControllerError, NotFoundError
 from controller.parts import Parts
 from controller.registry import NodeRecord, NodeState
-from controller.store import JobRecord
+from controller.store import JobRecord, observed_fields
 from schemas.messages import ContainerInfo, Create, Pause, Remove, Unpause
 
 logger = logging.getLogger(__name__)
@@ -141,10 +141,9 @@ class Reconciler:
     async def _record_observed(
         self, record: JobRecord, container: ContainerInfo | None
     ) -> None:
-        state = container.state if container else MISSING
-        changes = {"state": state, "message": _describe(container)}
+        changes = {"state": MISSING, "message": _describe(container)}
         if container is not None:
-            changes |= {"container_id": container.id, "ports": container.ports}
+            changes |= observed_fields(container)
         if all(getattr(record, key) == value for key, value in changes.items()):
             return
         updated = await self._store.update(record.name, **changes)

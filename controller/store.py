@@ -19,7 +19,7 @@ from controller.connection import nats_errors
 from controller.errors import ConflictError, NotFoundError
 from controller.retries import until_jetstream_ready
 from schemas.job import DesiredState, JobSpec
-from schemas.messages import JobView, PublishedPort, encode
+from schemas.messages import ContainerInfo, JobView, PublishedPort, encode
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,15 @@ class JobRecord(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields
 
 
 _record_decoder = msgspec.json.Decoder(JobRecord)
+
+
+def observed_fields(container: ContainerInfo) -> dict:
+    """Return the record fields that a container reported by a node sets."""
+    return {
+        "state": container.state,
+        "container_id": container.id,
+        "ports": container.ports,
+    }
 
 
 class JobStore:

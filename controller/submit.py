@@ -5,7 +5,7 @@ import logging
 from controller.errors import CommandTimeoutError, ControllerError
 from controller.parts import Parts
 from controller.scheduler import place
-from controller.store import JobRecord
+from controller.store import JobRecord, observed_fields
 from schemas.job import JobSpec
 from schemas.messages import ApiReply, Create, Remove, SubmitRequest
 
@@ -54,11 +54,7 @@ class Submitter:
         container = reply.container
         if container is None:
             return {"state": "running"}
-        return {
-            "state": container.state,
-            "container_id": container.id,
-            "ports": container.ports,
-        }
+        return observed_fields(container)
 
     async def _remove_late_container(self, node: str, job: str) -> None:
         # The agent may still finish the create after the reply timed out, so a

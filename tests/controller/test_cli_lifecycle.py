@@ -242,3 +242,18 @@ def test_watch_json_stops_after_count(fleet, unique_name):
     assert len(events) == 1
     assert events[0]["subject"].startswith("dsched.")
     assert "time" in events[0]["event"]
+
+
+def test_start_after_external_stop_shows_ports(fleet, unique_name):
+    name, port = unique_name("web"), free_port()
+    submit_web(fleet, name, port)
+    fleet.containers(name)[0].stop(timeout=1)
+    wait_until(lambda: fleet.job_state(name) == "exited", f"job {name} exited")
+    ports_while_exited = fleet.jobs()[name]["ports"]
+
+    started = fleet.cli("start", name)
+
+    assert ports_while_exited == []
+    assert started.exit_code == ExitCode.OK, started.output
+    assert f"ports 127.0.0.1:{port}->80/tcp" in started.stdout
+    assert fleet.jobs()[name]["ports"][0]["host_port"] == port
