@@ -16,7 +16,8 @@ from controller.errors import ControllerError, NotFoundError
 from controller.parts import Parts
 from controller.registry import NodeRecord, NodeState
 from controller.store import JobRecord, observed_fields
-from schemas.messages import ContainerInfo, Create, Pause, Remove, Unpause
+from schemas.messages import ContainerInfo, Create, Pause, Remove, Start, Unpause
+from schemas.values import parse_restart
 
 logger = logging.getLogger(__name__)
 
@@ -24,17 +25,26 @@ DEFAULT_INTERVAL_S = 1.0
 MISSING = "missing"
 
 
-def next_action(desired: str, container_state: str | None) -> str | None:
+def next_action(
+    desired: str,
+    container_state: str | None,
+    restart: str = "no",
+    exit_code: int | None = None,
+) -> str | None:
     """Return the command that moves a container towards `desired`, or None.
 
     `container_state` is None when the node has no container for the job.
-    Exited containers are left alone: Docker applies the restart policy.
+    An exited container of a running job is started again when its restart
+    policy asks for it (see `restart_after_exit`), because Docker does not
+    restart a container that was stopped or killed by hand.
     """
     match desired, container_state:
         case "running", None:
             return "create"
         case "running", "paused":
             return "unpause"
+        case "running", "exited" if restart_after_exit(restart, exit_code):
+            return "start"
         case "paused", "running":
             return "pause"
         case "stopped", "running" | "paused":
@@ -44,6 +54,22 @@ def next_action(desired: str, container_state: str | None) -> str | None:
         case "removed", _:
             return "remove"
     return None
+
+
+def restart_after_exit(restart: str, exit_code: int | None) -> bool:
+    """Return True if the restart policy `restart` starts a container that exited.
+
+    always and unless-stopped restart after any exit, on-failure after a
+    non-zero exit code, and "no" never.
+    """
+    # NOTE: on-failure:N restarts here without limit, because heartbeats do
+    # not carry Docker's restart count of the container.
+    match parse_restart(restart).name:
+        case "always" | "unless-stopped":
+            return True
+        case "on-failure":
+            return exit_code is not None and exit_code != 0
+    return False
 
 
 class Reconciler:
@@ -100,7 +126,12 @@ class Reconciler:
             return
 
         container = node.container(name)
-        action = next_action(record.desired, container.state if container else None)
+        action = next_action(
+            record.desired,
+            container.state if container else None,
+            record.spec.restart,
+            container.exit_code if container else None,
+        )
         if action in ("remove", "forget"):
             await self._remove(record, node, action)
             return
@@ -126,7 +157,7 @@ class Reconciler:
         elif action == "stop":
             reply = await self._agents.stop(node.name, record.spec)
         else:
-            command_type = {"pause": Pause, "unpause": Unpause}[action]
+            command_type = {"start": Start, "pause": Pause, "unpause": Unpause}[action]
             reply = await self._agents.call(node.name, command_type, job=record.name)
         return reply.container
 

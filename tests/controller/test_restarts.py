@@ -81,3 +81,21 @@ def test_controller_stops_cleanly_on_sigterm(fleet):
     assert code == 0
     assert "controller stopped" in fleet.controller.output()
     assert "Traceback" not in fleet.controller.output()
+
+
+def test_killed_container_restarted_by_policy(fleet, unique_name):
+    name, port = unique_name("web"), free_port()
+    path = fleet.job_file(
+        name, ports=[f"127.0.0.1:{port}:80"], restart="unless-stopped"
+    )
+    fleet.cli("submit", path)
+    container = fleet.containers(name)[0]
+
+    container.kill()
+
+    wait_until(
+        lambda: fleet.container_state(name) == "running", f"container {name} running"
+    )
+    wait_until(lambda: fleet.job_state(name) == "running", f"job {name} running")
+    assert [c.id for c in fleet.containers(name)] == [container.id]
+    assert fetch(port) == INDEX_TEXT
