@@ -2,7 +2,9 @@
 
 The loop reads the container inventory from the latest heartbeat of the job's
 node, so it acts only on inventories that arrived after the job's last change
-and skips nodes that are offline.
+and skips nodes that are offline. After it sends a command for a job, it
+waits for a heartbeat sent after the command's reply before it acts on that
+job again, so a heartbeat from before the command does not repeat it.
 """
 
 import asyncio
@@ -35,7 +37,7 @@ def next_action(
 
     `container_state` is None when the node has no container for the job.
     An exited container of a running job is started again when its restart
-    policy asks for it (see `restart_after_exit`), because Docker does not
+    policy requires it (see `restart_after_exit`), because Docker does not
     restart a container that was stopped or killed by hand.
     """
     match desired, container_state:
@@ -80,6 +82,7 @@ class Reconciler:
         parts: Parts,
         interval_s: float = DEFAULT_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = parts.store
         self._registry = parts.registry
@@ -88,6 +91,9 @@ class Reconciler:
         self._locks = parts.locks
         self.interval_s = interval_s
         self._backoff = Backoff(clock)
+        self._wall_clock = wall_clock
+        # Job name -> Unix time at which the job's last command ended.
+        self._acted_at: dict[str, float] = {}
 
     async def run(self) -> None:
         while True:
@@ -102,6 +108,8 @@ class Reconciler:
 
     async def reconcile_once(self) -> None:
         records = await self._store.list()
+        for gone in self._acted_at.keys() - {record.name for record in records}:
+            del self._acted_at[gone]
         await asyncio.gather(*(self._reconcile_job(record) for record in records))
 
     async def _reconcile_job(self, record: JobRecord) -> None:
@@ -122,7 +130,7 @@ class Reconciler:
         except NotFoundError:
             return
         node = self._fresh_node(record)
-        if node is None:
+        if node is None or not self._reported_since_action(name, node):
             return
 
         container = node.container(name)
@@ -136,7 +144,10 @@ class Reconciler:
             await self._remove(record, node, action)
             return
         if action is not None:
-            container = await self._act(action, record, node) or container
+            try:
+                container = await self._act(action, record, node) or container
+            finally:
+                self._acted_at[name] = self._wall_clock()
         await self._record_observed(record, container)
 
     def _fresh_node(self, record: JobRecord) -> NodeRecord | None:
@@ -147,6 +158,20 @@ class Reconciler:
         if node.last_seen <= record.updated_at:
             return None
         return node
+
+    def _reported_since_action(self, job: str, node: NodeRecord) -> bool:
+        """Return True if the node's heartbeat was sent after the job's last command.
+
+        NOTE: `sent_at` comes from the agent's clock and the action time from
+        the controller's, so the comparison relies on synchronized clocks.
+        """
+        acted_at = self._acted_at.get(job)
+        if acted_at is None:
+            return True
+        if node.heartbeat.sent_at <= acted_at:
+            return False
+        del self._acted_at[job]
+        return True
 
     async def _act(
         self, action: str, record: JobRecord, node: NodeRecord
@@ -167,6 +192,7 @@ class Reconciler:
                 await self._agents.call(node.name, Remove, job=record.name)
         await self._store.delete(record.name)
         self._backoff.forget(record.name)
+        self._acted_at.pop(record.name, None)
         await self._events.job(record, state="removed")
 
     async def _record_observed(

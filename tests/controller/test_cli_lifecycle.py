@@ -4,7 +4,14 @@ import time
 import urllib.error
 
 from controller.cli import ExitCode
-from tests.controller.fleet import INDEX_TEXT, fetch, free_port, wait_until
+from tests.controller.fleet import (
+    INDEX_TEXT,
+    fetch,
+    free_port,
+    wait_until,
+)
+
+SLOW_HEARTBEAT_S = "2"
 
 
 def submit_web(fleet, name, port, *args):
@@ -257,3 +264,29 @@ def test_start_after_external_stop_shows_ports(fleet, unique_name):
     assert started.exit_code == ExitCode.OK, started.output
     assert f"ports 127.0.0.1:{port}->80/tcp" in started.stdout
     assert fleet.jobs()[name]["ports"][0]["host_port"] == port
+
+
+def test_reconciler_sends_command_once(fleet, cleanup_node, unique_name):
+    # Heartbeats far apart make the reconciler see the heartbeat from before
+    # its command on many passes.
+    node, name = cleanup_node(unique_name("slow")), unique_name("web")
+    fleet.spawn(
+        "node-agent",
+        "--nats",
+        fleet.url,
+        "--node-id",
+        node,
+        "--heartbeat",
+        SLOW_HEARTBEAT_S,
+        wait_for="connected",
+    )
+    wait_until(lambda: node in fleet.nodes(), f"node {node} online")
+    fleet.cli("submit", fleet.job_file(name, placement={"node": node}))
+    sending = f"job {name}: sending unpause"
+
+    fleet.containers(name)[0].pause()
+    wait_until(lambda: sending in fleet.controller.output(), "the unpause command")
+    time.sleep(2 * float(SLOW_HEARTBEAT_S))
+
+    assert fleet.controller.output().count(sending) == 1
+    assert fleet.container_state(name) == "running"
