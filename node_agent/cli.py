@@ -20,8 +20,10 @@ from schemas.names import MAX_NAME_LENGTH, check_name
 from schemas.subjects import DEFAULT_PREFIX, Subjects
 
 EXIT_ERROR = 1
-EXIT_NODE_ID_IN_USE = 3
-EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE of sysexits.h: a service is down
+# The same numbers as the controller's exit codes for a conflict and an
+# unavailable service.
+EXIT_NODE_ID_IN_USE = 5
+EXIT_UNAVAILABLE = 6
 _EXIT_CODES = {"conflict": EXIT_NODE_ID_IN_USE, "unavailable": EXIT_UNAVAILABLE}
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -74,7 +76,12 @@ def _check_labels(
     return labels
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Exit codes: 0 stopped by SIGTERM or SIGINT, 1 other failure, 2 usage "
+    f"error, {EXIT_NODE_ID_IN_USE} node id in use, {EXIT_UNAVAILABLE} NATS or "
+    "Docker unreachable.",
+)
 @click.option(
     "--nats",
     "nats_url",
