@@ -14,6 +14,7 @@ from typing import Any
 import docker
 import docker.errors
 import docker.utils
+import msgspec
 
 from node_agent import inventory
 from node_agent.docker_errors import SETUP_HINT, translated
@@ -342,7 +343,11 @@ class DockerDriver:
         with translated(f"{verb} job {job!r} on node {self.node!r}"):
             call(attrs["Id"])
 
-        return self.inspect(job)
+        # Pause and unpause change only the state, so the record before the
+        # call with the new state saves a second inspect.
+        return msgspec.structs.replace(
+            inventory.from_inspect(attrs), state=target, status=target
+        )
 
     def remove(self, job: str, force: bool = True) -> ContainerInfo:
         """Stop the job's container as `stop` does, then remove it.
