@@ -6,6 +6,7 @@ import logging
 import signal
 from dataclasses import dataclass, field
 
+import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -13,19 +14,21 @@ from controller.agents import AgentClient
 from controller.api import Api
 from controller.codec import decode
 from controller.connection import NatsOptions, connect_service, nats_errors
-from controller.errors import ControllerError, StateError
+from controller.errors import ConflictError, ControllerError, StateError
 from controller.events import EventPublisher
 from controller.locks import JobLocks
 from controller.parts import Parts
 from controller.reconciler import DEFAULT_INTERVAL_S, Reconciler
 from controller.registry import DEFAULT_MISSED_HEARTBEATS, NodeRegistry, Transition
 from controller.store import DEFAULT_BUCKET, JobStore
-from schemas.messages import heartbeat_decoder
+from schemas.messages import ListRequest, encode, heartbeat_decoder
 from schemas.subjects import DEFAULT_PREFIX, Subjects
 
 logger = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 0.5
+# How long a starting controller waits for another controller's reply.
+PROBE_TIMEOUT_S = 1.0
 DRAIN_TIMEOUT_S = 30.0
 
 
@@ -102,6 +105,7 @@ class Controller:
             reconnected_cb=self._on_reconnected,
         )
         self._client = client
+        await self._check_no_other_controller(client)
         store = await JobStore.open(client.jetstream(), self.config.bucket)
         self._events = EventPublisher(client, self.subjects)
         agents = AgentClient(client, self.subjects)
@@ -117,6 +121,25 @@ class Controller:
             asyncio.create_task(reconciler.run(), name="reconciler"),
             asyncio.create_task(self._sweep_nodes(), name="node-sweep"),
         ]
+
+    async def _check_no_other_controller(self, client: Client) -> None:
+        """Raise ConflictError if a controller replies on this prefix's API.
+
+        NOTE: two controllers that start within PROBE_TIMEOUT_S of each other
+        can both pass this check.
+        """
+        subject = self.subjects.api("nodes")
+        with nats_errors(f"look for another controller on {subject}"):
+            try:
+                await client.request(
+                    subject, encode(ListRequest()), timeout=PROBE_TIMEOUT_S
+                )
+            except (nats.errors.NoRespondersError, TimeoutError):
+                return
+        raise ConflictError(
+            f"another controller already serves prefix {self.config.prefix!r} on "
+            f"{self.config.nats.url}; run one controller per prefix"
+        )
 
     async def _close(self) -> None:
         client, self._client = self._client, None

@@ -99,3 +99,16 @@ def test_killed_container_restarted_by_policy(fleet, unique_name):
     wait_until(lambda: fleet.job_state(name) == "running", f"job {name} running")
     assert [c.id for c in fleet.containers(name)] == [container.id]
     assert fetch(port) == INDEX_TEXT
+
+
+def test_second_controller_on_prefix_rejected(fleet):
+    second = fleet.spawn("controller", "--nats", fleet.url, "serve")
+
+    code = second.wait()
+
+    assert code == ExitCode.CONFLICT
+    assert second.output().endswith(
+        f"Error: another controller already serves prefix 'dsched' on {fleet.url}; "
+        "run one controller per prefix\n"
+    )
+    assert fleet.cli("nodes").exit_code == ExitCode.OK
