@@ -10,7 +10,15 @@ from controller.codec import decode
 from controller.connection import nats_errors
 from controller.errors import CommandTimeoutError, NodeOfflineError, error_from_info
 from schemas.job import JobSpec
-from schemas.messages import Command, ErrorInfo, Reply, Stop, encode, reply_decoder
+from schemas.messages import (
+    Command,
+    ErrorInfo,
+    Remove,
+    Reply,
+    Stop,
+    encode,
+    reply_decoder,
+)
 from schemas.subjects import Subjects
 
 logger = logging.getLogger(__name__)
@@ -61,13 +69,26 @@ class AgentClient:
 
     async def stop(self, node: str, spec: JobSpec, bound_s: float | None = None):
         """Stop the job's container, waiting its stop grace period plus `bound_s`."""
-        grace_s = spec.stop_grace_s()
-        wait_s = (bound_s or self.timeout_s) + (
-            DOCKER_STOP_GRACE_S if grace_s is None else grace_s
-        )
         return await self.call(
-            node, Stop, bound_s=wait_s, job=spec.name, timeout_s=grace_s
+            node,
+            Stop,
+            bound_s=self._bound_with_grace_s(spec, bound_s),
+            job=spec.name,
+            timeout_s=spec.stop_grace_s(),
         )
+
+    async def remove(self, node: str, spec: JobSpec, bound_s: float | None = None):
+        """Remove the job's container, waiting its stop grace period plus `bound_s`.
+
+        The agent stops a running container before it removes it, so a remove
+        takes as long as a stop.
+        """
+        return await self.call(
+            node, Remove, bound_s=self._bound_with_grace_s(spec, bound_s), job=spec.name
+        )
+
+    def _bound_with_grace_s(self, spec: JobSpec, bound_s: float | None) -> float:
+        return (bound_s or self.timeout_s) + stop_grace_or_default(spec.stop_grace_s())
 
     async def _request(self, node: str, command: Command, bound_s: float) -> Reply:
         kind = type(command).__name__.lower()
@@ -88,6 +109,11 @@ class AgentClient:
                 subject, encode(command), timeout=bound_s
             )
         return decode(reply_decoder, message.data, f"reply of node {node!r}")
+
+
+def stop_grace_or_default(grace_s: float | None) -> float:
+    """Return a job's stop grace in seconds, Docker's default when it sets none."""
+    return DOCKER_STOP_GRACE_S if grace_s is None else grace_s
 
 
 def _missing_error(node: str, command: Command) -> ErrorInfo:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import click
 
 from controller import output
-from controller.agents import DOCKER_STOP_GRACE_S
+from controller.agents import stop_grace_or_default
 from controller.client import ApiClient
 from controller.connection import DEFAULT_NATS_URL, NatsOptions, check_nats_url
 from controller.errors import ControllerError
@@ -28,6 +28,8 @@ from schemas.messages import (
 from schemas.names import check_name
 from schemas.subjects import DEFAULT_PREFIX, Subjects
 
+# Verbs whose command stops a running container, so they wait its stop grace.
+_STOPPING_VERBS = ("stop", "remove")
 # Time the CLI waits for the controller's reply beyond the request's own bound.
 REPLY_MARGIN_S = 5.0
 DEFAULT_SUBMIT_TIMEOUT_S = 120.0
@@ -267,7 +269,7 @@ def _lifecycle_command(verb: str, summary: str) -> None:
     def command(settings: Settings, job, as_json, timeout_s) -> None:
         request = JobRequest(job=job, timeout_s=timeout_s)
         wait_s = timeout_s
-        if verb == "stop":
+        if verb in _STOPPING_VERBS:
             wait_s += _stop_grace_s(settings, job)
         reply = _call(settings, verb, request, wait_s)
         _print_job(reply.job, as_json)
@@ -276,10 +278,8 @@ def _lifecycle_command(verb: str, summary: str) -> None:
 def _stop_grace_s(settings: Settings, job: str) -> float:
     """Return the job's stop grace, so the CLI waits for a slow stop to finish."""
     reply = _call(settings, "jobs", ListRequest(), DEFAULT_JOB_TIMEOUT_S)
-    for view in reply.jobs or []:
-        if view.name == job and view.stop_grace_s is not None:
-            return view.stop_grace_s
-    return DOCKER_STOP_GRACE_S
+    view = next((view for view in reply.jobs or [] if view.name == job), None)
+    return stop_grace_or_default(view.stop_grace_s if view else None)
 
 
 _lifecycle_command(

@@ -14,7 +14,6 @@ from schemas.messages import (
     Logs,
     LogsRequest,
     Pause,
-    Remove,
     Start,
     Unpause,
 )
@@ -118,9 +117,7 @@ class Lifecycle:
     async def _remove(self, record: JobRecord, bound_s: float) -> ApiReply:
         if record.node is not None:
             try:
-                await self._agents.call(
-                    record.node, Remove, bound_s=bound_s, job=record.name
-                )
+                await self._agents.remove(record.node, record.spec, bound_s)
             except NotFoundError:
                 logger.info(
                     "job %s had no container on node %s", record.name, record.node

@@ -18,7 +18,7 @@ from controller.errors import ControllerError, NotFoundError
 from controller.parts import Parts
 from controller.registry import NodeRecord, NodeState
 from controller.store import JobRecord, observed_fields
-from schemas.messages import ContainerInfo, Create, Pause, Remove, Start, Unpause
+from schemas.messages import ContainerInfo, Create, Pause, Start, Unpause
 from schemas.values import parse_restart
 
 logger = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ class Reconciler:
     async def _remove(self, record: JobRecord, node: NodeRecord, action: str) -> None:
         if action == "remove":
             with contextlib.suppress(NotFoundError):
-                await self._agents.call(node.name, Remove, job=record.name)
+                await self._agents.remove(node.name, record.spec)
         await self._store.delete(record.name)
         self._backoff.forget(record.name)
         self._acted_at.pop(record.name, None)

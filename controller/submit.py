@@ -7,7 +7,7 @@ from controller.parts import Parts
 from controller.scheduler import place
 from controller.store import JobRecord, observed_fields
 from schemas.job import JobSpec
-from schemas.messages import ApiReply, Create, Remove, SubmitRequest
+from schemas.messages import ApiReply, Create, SubmitRequest
 
 logger = logging.getLogger(__name__)
 
@@ -49,25 +49,25 @@ class Submitter:
         try:
             reply = await self._agents.call(node, Create, bound_s=timeout_s, spec=spec)
         except CommandTimeoutError:
-            await self._remove_late_container(node, spec.name)
+            await self._remove_late_container(node, spec)
             raise
         container = reply.container
         if container is None:
             return {"state": "running"}
         return observed_fields(container)
 
-    async def _remove_late_container(self, node: str, job: str) -> None:
+    async def _remove_late_container(self, node: str, spec: JobSpec) -> None:
         # The agent may still finish the create after the reply timed out, so a
         # remove follows, to leave no container without a record.
         # NOTE: if the remove reaches the agent before the create finishes, the
         # container stays behind under the job's name on that node.
         try:
-            await self._agents.call(node, Remove, job=job)
+            await self._agents.remove(node, spec)
         except ControllerError as exc:
             logger.warning(
                 "job %s: create timed out on node %s and the clean-up remove "
                 "failed: %s; remove the container by hand",
-                job,
+                spec.name,
                 node,
                 exc,
             )

@@ -93,8 +93,8 @@ def test_stop_and_start_job(fleet, unique_name):
     assert fetch(port) == INDEX_TEXT
 
 
-def test_stop_waits_for_long_grace(fleet, unique_name):
-    name = unique_name("stubborn")
+def submit_stubborn(fleet, name):
+    """Submit a job that ignores SIGTERM and has a stop grace of 7 s."""
     path = fleet.job_file(
         name,
         command=["sh", "-c", "trap '' TERM; while true; do sleep 1; done"],
@@ -102,6 +102,11 @@ def test_stop_waits_for_long_grace(fleet, unique_name):
     )
     submitted = fleet.cli("submit", path)
     assert submitted.exit_code == ExitCode.OK, submitted.output
+
+
+def test_stop_waits_for_long_grace(fleet, unique_name):
+    name = unique_name("stubborn")
+    submit_stubborn(fleet, name)
 
     started = time.monotonic()
     stopped = fleet.cli("stop", name, "--timeout", "1")
@@ -111,6 +116,21 @@ def test_stop_waits_for_long_grace(fleet, unique_name):
     assert stopped.stdout.startswith(f"{name} exited on node {fleet.node}")
     assert took_s >= 7
     assert fleet.container_state(name) == "exited"
+
+
+def test_remove_waits_for_long_grace(fleet, unique_name):
+    name = unique_name("stubborn")
+    submit_stubborn(fleet, name)
+
+    started = time.monotonic()
+    removed = fleet.cli("remove", name, "--timeout", "1")
+    took_s = time.monotonic() - started
+
+    assert removed.exit_code == ExitCode.OK, removed.output
+    assert removed.stdout.startswith(f"{name} removed")
+    assert took_s >= 7
+    assert name not in fleet.jobs()
+    assert fleet.containers(name) == []
 
 
 def test_remove_deletes_job_and_container(fleet, unique_name):
