@@ -9,8 +9,8 @@ def place(placement: Placement, nodes: list[NodeRecord]) -> NodeRecord:
     """Return the node for a job with this placement.
 
     A pinned node (`placement.node`) must be registered and online. Otherwise
-    the least loaded online node that matches `device_type` and every label
-    wins: fewest running containers, then lowest CPU use, then name order.
+    the least loaded online node that matches `device_type` (ignoring case)
+    and every label wins: fewest running containers, then lowest CPU use, then name order.
     """
     if placement.node is not None:
         return _pinned(placement.node, nodes)
@@ -40,7 +40,8 @@ def _matches(placement: Placement, node: NodeRecord) -> bool:
     if node.state is not NodeState.ONLINE:
         return False
     heartbeat = node.heartbeat
-    if placement.device_type and heartbeat.device_type != placement.device_type:
+    wanted_type = placement.device_type
+    if wanted_type and heartbeat.device_type.casefold() != wanted_type.casefold():
         return False
     return all(
         heartbeat.labels.get(key) == value for key, value in placement.labels.items()

@@ -121,3 +121,14 @@ def test_no_match_names_each_constraint():
     assert "device_type 'ATLAS_I'" in message
     assert "label zone='east'" in message
     assert "1 of 1 registered nodes are online" in message
+
+
+@pytest.mark.parametrize(
+    ("requested", "reported"), [("x86", "X86"), ("X86", "x86"), ("Atlas_I", "ATLAS_I")]
+)
+def test_device_type_ignores_case(requested, reported):
+    nodes = fleet(heartbeat("a", device_type=reported))
+
+    node = place(Placement(device_type=requested), nodes)
+
+    assert node.name == "a"
