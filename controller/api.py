@@ -86,7 +86,11 @@ class Api:
             request = decode(_decoder(verb), message.data or b"{}", f"{verb} request")
             reply = await self._handle(verb, request)
         except ControllerError as exc:
-            logger.info("%s request for job %s failed: %s", verb, _job_of(request), exc)
+            job = _job_of(request)
+            if job is None:
+                logger.info("%s request failed: %s", verb, exc)
+            else:
+                logger.info("%s request for job %s failed: %s", verb, job, exc)
             reply = ApiReply(ok=False, error=exc.info())
         except Exception:
             logger.exception("%s request failed with an unexpected error", verb)
@@ -120,7 +124,8 @@ def _decoder(verb: str) -> msgspec.json.Decoder:
     return _DECODERS.get(verb, _JOB_REQUEST_DECODER)
 
 
-def _job_of(request) -> str:
+def _job_of(request) -> str | None:
+    """Return the job a decoded request names, or None for requests without one."""
     if isinstance(request, SubmitRequest):
         return request.spec.name
-    return getattr(request, "job", "-")
+    return getattr(request, "job", None)

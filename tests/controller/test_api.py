@@ -1,4 +1,5 @@
 import asyncio
+import logging
 
 import nats
 import pytest
@@ -58,6 +59,25 @@ async def test_wrong_field_type_is_invalid(service, client):
 
     assert reply.error.code == "invalid"
     assert "$.job" in reply.error.message
+
+
+async def test_failure_log_without_job(service, client, caplog):
+    caplog.set_level(logging.INFO, logger="controller.api")
+
+    await request(client, "jobs", b"{not json")
+
+    messages = [record.getMessage() for record in caplog.records]
+    assert any(m.startswith("jobs request failed: invalid") for m in messages)
+    assert not any("for job" in m for m in messages)
+
+
+async def test_failure_log_names_job(service, client, caplog):
+    caplog.set_level(logging.INFO, logger="controller.api")
+
+    await request(client, "stop", b'{"job": "ghost"}')
+
+    messages = [record.getMessage() for record in caplog.records]
+    assert any(m.startswith("stop request for job ghost failed") for m in messages)
 
 
 async def test_empty_payload_lists_jobs(service, client):
