@@ -351,9 +351,7 @@ def watch(settings: Settings, as_json, count, timeout_s) -> None:
 
     def show(subject: str, event: dict) -> None:
         if as_json:
-            click.echo(
-                output.to_json({"subject": subject, "event": event}).replace("\n", "")
-            )
+            click.echo(output.event_json(subject, event))
         else:
             click.echo(output.event_line(settings.prefix, subject, event))
 

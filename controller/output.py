@@ -24,6 +24,11 @@ def to_json(value) -> str:
     return msgspec.json.format(msgspec.json.encode(value), indent=2).decode()
 
 
+def event_json(subject: str, event: dict) -> str:
+    """Return an event and its subject as compact JSON on one line."""
+    return msgspec.json.encode({"subject": subject, "event": event}).decode()
+
+
 def format_ports(ports: list[PublishedPort]) -> str:
     if not ports:
         return "none"

@@ -265,7 +265,9 @@ def test_watch_json_stops_after_count(fleet, unique_name):
     code = watcher.wait(timeout_s=15)
 
     assert code == ExitCode.OK
-    events = [json.loads(line) for line in watcher.output().splitlines()]
+    lines = watcher.output().splitlines()
+    assert all("  " not in line for line in lines)
+    events = [json.loads(line) for line in lines]
     assert len(events) == 1
     assert events[0]["subject"].startswith("dsched.")
     assert "time" in events[0]["event"]

@@ -1,6 +1,12 @@
 import pytest
 
-from controller.output import describe_job, event_kind, event_line, format_ports
+from controller.output import (
+    describe_job,
+    event_json,
+    event_kind,
+    event_line,
+    format_ports,
+)
 from schemas.messages import JobView, PublishedPort
 
 PORT = PublishedPort(
@@ -57,3 +63,14 @@ def test_job_event_line_shows_states():
     assert line.endswith("running (desired running) on node n1")
     assert " job " in line
     assert " web " in line
+
+
+def test_event_json_is_one_compact_line():
+    event = {"job": "web", "state": "running", "labels": {"zone": "a b"}}
+
+    line = event_json("dsched.job.web.evt", event)
+
+    assert line == (
+        '{"subject":"dsched.job.web.evt","event":{"job":"web","state":"running",'
+        '"labels":{"zone":"a b"}}}'
+    )
