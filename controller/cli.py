@@ -302,11 +302,12 @@ _lifecycle_command("remove", "Remove the container of JOB and forget the job.")
 @timeout_option
 @click.pass_obj
 def inspect(settings: Settings, job, timeout_s) -> None:
-    """Print JOB and its container as JSON."""
+    """Print JOB, its spec as submitted and its container as JSON."""
     reply = _call(
         settings, "inspect", JobRequest(job=job, timeout_s=timeout_s), timeout_s
     )
-    click.echo(output.to_json({"job": reply.job, "container": reply.container}))
+    document = {"job": reply.job, "spec": reply.spec, "container": reply.container}
+    click.echo(output.to_json(document))
     if reply.container is None and reply.job.node is not None:
         note = missing_container_message(reply.job.name, reply.job.node)
         click.echo(f"Note: {note}", err=True)

@@ -2,6 +2,8 @@
 
 import logging
 
+import msgspec
+
 from controller.errors import ConflictError, NotFoundError
 from controller.parts import Parts
 from controller.store import JobRecord, observed_fields
@@ -64,21 +66,22 @@ class Lifecycle:
         return ApiReply(ok=True, job=updated.view(), container=container)
 
     async def inspect(self, request: JobRequest) -> ApiReply:
-        """Return the job and its container as the node reports it now.
+        """Return the job, its spec and its container as the node reports it now.
 
         The reply has no container when the job has no node yet or the node
         has no container for it.
         """
         record = await self._store.get(request.job)
+        found = ApiReply(ok=True, job=record.view(), spec=record.spec)
         if record.node is None:
-            return ApiReply(ok=True, job=record.view())
+            return found
         try:
             reply = await self._agents.call(
                 record.node, Inspect, bound_s=request.timeout_s, job=record.name
             )
         except NotFoundError:
-            return ApiReply(ok=True, job=record.view())
-        return ApiReply(ok=True, job=record.view(), container=reply.container)
+            return found
+        return msgspec.structs.replace(found, container=reply.container)
 
     async def logs(self, request: LogsRequest) -> ApiReply:
         record = await self._store.get(request.job)

@@ -254,6 +254,8 @@ class ApiReply(Message, forbid_unknown_fields=False):
     ok: bool
     error: ErrorInfo | None = None
     job: JobView | None = None
+    # The job's spec as submitted; set in inspect replies.
+    spec: JobSpec | None = None
     jobs: list[JobView] | None = None
     nodes: list[NodeView] | None = None
     container: ContainerInfo | None = None

@@ -109,3 +109,12 @@ async def test_controller_without_nats_fails():
         await asyncio.wait_for(controller.start(), 30.0)
 
     assert controller.state is ControllerState.STOPPED
+
+
+def test_reply_without_spec_decodes():
+    payload = b'{"v": 1, "ok": true, "job": {"name": "a", "desired": "running", "state": "running"}}'
+
+    reply = api_reply_decoder.decode(payload)
+
+    assert reply.spec is None
+    assert reply.job.name == "a"

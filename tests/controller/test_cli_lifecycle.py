@@ -157,6 +157,10 @@ def test_inspect_prints_job_and_container(fleet, unique_name):
     assert document["job"]["node"] == fleet.node
     assert document["container"]["state"] == "running"
     assert document["container"]["id"] == document["job"]["container_id"]
+    assert document["spec"]["name"] == name
+    assert document["spec"]["ports"] == [f"127.0.0.1:{port}:80"]
+    assert document["spec"]["stop_grace_period"] == "1s"
+    assert document["spec"]["placement"] == {"node": fleet.node}
 
 
 def test_logs_prints_container_output(fleet, unique_name):
