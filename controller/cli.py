@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import click
 
 from controller import output
-from controller.agents import stop_grace_or_default
+from controller.agents import DOCKER_STOP_GRACE_S, stop_grace_or_default
 from controller.client import ApiClient
 from controller.connection import DEFAULT_NATS_URL, NatsOptions, check_nats_url
 from controller.errors import ControllerError
@@ -113,56 +113,96 @@ json_option = click.option(
     "--json",
     "as_json",
     is_flag=True,
-    help="Print JSON for scripts; default a line or table.",
-)
-timeout_option = click.option(
-    "--timeout",
-    "timeout_s",
-    type=float,
-    default=DEFAULT_JOB_TIMEOUT_S,
-    callback=_positive,
-    help="Seconds the node may take for the command; default "
-    f"{DEFAULT_JOB_TIMEOUT_S:g}. A stop also waits the job's stop_grace_period.",
+    show_default="off",
+    help="Print JSON for scripts instead of a line or table.",
 )
 job_argument = click.argument("job", callback=_check_job)
 
 
-@click.group(cls=ControllerGroup)
+def timeout_option(help_text: str):
+    return click.option(
+        "--timeout",
+        "timeout_s",
+        type=float,
+        default=DEFAULT_JOB_TIMEOUT_S,
+        callback=_positive,
+        metavar="SECONDS",
+        help=help_text,
+    )
+
+
+COMMAND_TIMEOUT_HELP = "Seconds the node may take for the command."
+STOPPING_TIMEOUT_HELP = (
+    "Seconds the node may take for the command, on top of the job's "
+    f"stop_grace_period ({DOCKER_STOP_GRACE_S:g} s when the job sets none)."
+)
+EXIT_CODES_EPILOG = """\b
+Exit codes:
+  0  ok
+  1  failed: any other error
+  2  usage: an invalid option or argument
+  3  invalid: the job file or request is invalid
+  4  not found: no such job, node or container
+  5  conflict: the job exists, is in the wrong state, or another controller
+     serves the prefix
+  6  unavailable: NATS, the controller or the node is offline or unreachable
+  7  timeout: no reply within the time limit
+"""
+
+
+@click.group(
+    cls=ControllerGroup,
+    epilog=EXIT_CODES_EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
+)
 @click.option(
     "--nats",
     "nats_url",
     envvar="NATS_URL",
+    show_envvar=True,
     default=DEFAULT_NATS_URL,
     callback=_check_nats_url,
     metavar="URL",
-    help=f"NATS server URL; default $NATS_URL, else {DEFAULT_NATS_URL}.",
+    help="NATS server URL, or several separated by commas.",
 )
 @click.option(
     "--creds",
     type=click.Path(exists=True, dir_okay=False),
     envvar="NATS_CREDS",
-    help="NATS credentials file; default $NATS_CREDS, else none.",
+    show_envvar=True,
+    show_default="none",
+    help="NATS credentials file.",
 )
 @click.option(
     "--user",
     envvar="NATS_USER",
-    help="NATS user name; default $NATS_USER, else none.",
+    show_envvar=True,
+    metavar="NAME",
+    show_default="none",
+    help="NATS user name.",
 )
 @click.option(
     "--password",
     envvar="NATS_PASSWORD",
-    help="NATS password for --user; default $NATS_PASSWORD, else none.",
+    show_envvar=True,
+    metavar="PASSWORD",
+    show_default="none",
+    help="NATS password for --user.",
 )
 @click.option(
     "--token",
     envvar="NATS_TOKEN",
-    help="NATS authentication token; default $NATS_TOKEN, else none.",
+    show_envvar=True,
+    metavar="TOKEN",
+    show_default="none",
+    help="NATS authentication token.",
 )
 @click.option(
     "--prefix",
     default=DEFAULT_PREFIX,
+    metavar="PREFIX",
     callback=_check_prefix,
-    help=f"Subject prefix of the system; default {DEFAULT_PREFIX}.",
+    help="Subject prefix of the system.",
 )
 @click.pass_context
 def cli(ctx, nats_url, creds, user, password, token, prefix) -> None:
@@ -177,8 +217,8 @@ def cli(ctx, nats_url, creds, user, password, token, prefix) -> None:
     type=click.IntRange(min=1),
     default=DEFAULT_MISSED_HEARTBEATS,
     metavar="N",
-    help="Heartbeat intervals without a heartbeat after which a node is offline; "
-    f"default {DEFAULT_MISSED_HEARTBEATS}.",
+    help="Number of heartbeat intervals without a heartbeat after which a node "
+    "is offline.",
 )
 @click.option(
     "--reconcile-interval",
@@ -186,14 +226,14 @@ def cli(ctx, nats_url, creds, user, password, token, prefix) -> None:
     type=float,
     default=DEFAULT_INTERVAL_S,
     callback=_positive,
-    metavar="S",
-    help=f"Seconds between reconcile passes; default {DEFAULT_INTERVAL_S:g}.",
+    metavar="SECONDS",
+    help="Seconds between reconcile passes.",
 )
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
-    help="Lowest level of log lines written to stderr; default info.",
+    help="Lowest level of log lines written to stderr.",
 )
 @click.pass_obj
 def serve(settings: Settings, offline_after, reconcile_interval_s, log_level) -> None:
@@ -216,7 +256,8 @@ def serve(settings: Settings, offline_after, reconcile_interval_s, log_level) ->
 @click.option(
     "--no-wait",
     is_flag=True,
-    help="Return once the job is stored and placed; default wait until it runs.",
+    show_default="off",
+    help="Return once the job is stored and placed, without waiting until it runs.",
 )
 @click.option(
     "--timeout",
@@ -224,7 +265,8 @@ def serve(settings: Settings, offline_after, reconcile_interval_s, log_level) ->
     type=float,
     default=DEFAULT_SUBMIT_TIMEOUT_S,
     callback=_positive,
-    help=f"Seconds to wait until the job runs; default {DEFAULT_SUBMIT_TIMEOUT_S:g}.",
+    metavar="SECONDS",
+    help="Seconds to wait until the job runs.",
 )
 @json_option
 @click.pass_obj
@@ -261,15 +303,17 @@ def nodes(settings: Settings, as_json) -> None:
 
 
 def _lifecycle_command(verb: str, summary: str) -> None:
+    stopping = verb in _STOPPING_VERBS
+
     @cli.command(name=verb, help=summary)
     @job_argument
     @json_option
-    @timeout_option
+    @timeout_option(STOPPING_TIMEOUT_HELP if stopping else COMMAND_TIMEOUT_HELP)
     @click.pass_obj
     def command(settings: Settings, job, as_json, timeout_s) -> None:
         request = JobRequest(job=job, timeout_s=timeout_s)
         wait_s = timeout_s
-        if verb in _STOPPING_VERBS:
+        if stopping:
             wait_s += _stop_grace_s(settings, job)
         reply = _call(settings, verb, request, wait_s)
         _print_job(reply.job, as_json)
@@ -299,7 +343,7 @@ _lifecycle_command("remove", "Remove the container of JOB and forget the job.")
 
 @cli.command()
 @job_argument
-@timeout_option
+@timeout_option(COMMAND_TIMEOUT_HELP)
 @click.pass_obj
 def inspect(settings: Settings, job, timeout_s) -> None:
     """Print JOB, its spec as submitted and its container as JSON."""
@@ -320,7 +364,7 @@ def inspect(settings: Settings, job, timeout_s) -> None:
     type=click.IntRange(min=0),
     default=DEFAULT_TAIL,
     metavar="N",
-    help=f"Number of lines from the end of the log; default {DEFAULT_TAIL}.",
+    help="Number of lines from the end of the log.",
 )
 @click.pass_obj
 def logs(settings: Settings, job, tail) -> None:
@@ -337,14 +381,17 @@ def logs(settings: Settings, job, tail) -> None:
     "--count",
     type=click.IntRange(min=1),
     metavar="N",
-    help="Stop after N events; default never.",
+    show_default="never",
+    help="Stop after N events.",
 )
 @click.option(
     "--timeout",
     "timeout_s",
     type=float,
     callback=_positive,
-    help="Stop after this many seconds; default never.",
+    metavar="SECONDS",
+    show_default="never",
+    help="Stop after this many seconds.",
 )
 @click.pass_obj
 def watch(settings: Settings, as_json, count, timeout_s) -> None:
