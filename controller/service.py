@@ -20,7 +20,7 @@ from controller.locks import JobLocks
 from controller.parts import Parts
 from controller.reconciler import DEFAULT_INTERVAL_S, Reconciler
 from controller.registry import DEFAULT_MISSED_HEARTBEATS, NodeRegistry, Transition
-from controller.store import DEFAULT_BUCKET, JobStore
+from controller.store import JobStore, bucket_for_prefix
 from schemas.messages import ListRequest, encode, heartbeat_decoder
 from schemas.subjects import DEFAULT_PREFIX, Subjects
 
@@ -46,7 +46,8 @@ class ControllerConfig:
     prefix: str = DEFAULT_PREFIX
     missed_heartbeats: int = DEFAULT_MISSED_HEARTBEATS
     reconcile_interval_s: float = DEFAULT_INTERVAL_S
-    bucket: str = DEFAULT_BUCKET
+    # None means the bucket of the prefix, see bucket_for_prefix.
+    bucket: str | None = None
 
 
 class Controller:
@@ -106,7 +107,8 @@ class Controller:
         )
         self._client = client
         await self._check_no_other_controller(client)
-        store = await JobStore.open(client.jetstream(), self.config.bucket)
+        bucket = self.config.bucket or bucket_for_prefix(self.config.prefix)
+        store = await JobStore.open(client.jetstream(), bucket)
         self._events = EventPublisher(client, self.subjects)
         agents = AgentClient(client, self.subjects)
         parts = Parts(store, self.registry, agents, self._events, JobLocks())

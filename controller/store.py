@@ -24,6 +24,17 @@ from schemas.messages import ContainerInfo, JobView, PublishedPort, encode
 logger = logging.getLogger(__name__)
 
 DEFAULT_BUCKET = "dsched-jobs"
+
+
+def bucket_for_prefix(prefix: str) -> str:
+    """Return the job bucket of a subject prefix: `dsched` keeps `dsched-jobs`.
+
+    Controllers on different prefixes must not share job records, and a
+    bucket name may not contain dots.
+    """
+    return f"{prefix.replace('.', '-')}-jobs"
+
+
 UPDATE_ATTEMPTS = 5
 LIST_TIMEOUT_S = 5.0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,11 +32,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def fetch(port: int) -> str:
-    """GET / from a port published on 127.0.0.1 and return the body."""
+def fetch(port: int, retry_s: float = WAIT_TIMEOUT_S) -> str:
+    """GET / from a port published on 127.0.0.1 and return the body.
+
+    A container reported running may not listen yet, so a refused or reset
+    connection is retried for `retry_s` seconds.
+    """
     url = f"http://127.0.0.1:{port}/"
-    with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as response:
-        return response.read().decode()
+    deadline = time.monotonic() + retry_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as response:
+                return response.read().decode()
+        except (ConnectionError, urllib.error.URLError):
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(POLL_INTERVAL_S)
 
 
 def wait_until(check: Callable[[], object], what: str, timeout_s=WAIT_TIMEOUT_S):

@@ -21,7 +21,7 @@ def submit_web(fleet, name, port, *args):
 
 def fetch_error(port):
     try:
-        fetch(port)
+        fetch(port, retry_s=0)
     except urllib.error.URLError as exc:
         return exc
     return None

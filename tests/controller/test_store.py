@@ -4,7 +4,7 @@ import nats
 import pytest
 
 from controller.errors import ConflictError, NotFoundError
-from controller.store import JobStore
+from controller.store import JobStore, bucket_for_prefix
 from schemas.job import JobSpec
 
 TIMEOUT_S = 10.0
@@ -140,3 +140,22 @@ async def test_records_survive_server_restart(nats_server, unique_name):
     await asyncio.wait_for(client.close(), TIMEOUT_S)
 
     assert record.desired == "paused"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "bucket"),
+    [("dsched", "dsched-jobs"), ("lab.dsched", "lab-dsched-jobs")],
+)
+def test_bucket_follows_prefix(prefix, bucket):
+    assert bucket_for_prefix(prefix) == bucket
+
+
+async def test_prefixes_keep_separate_jobs(js_client, unique_name):
+    name = unique_name("job")
+    first = await open_store(js_client, bucket_for_prefix("lab-a"))
+    second = await open_store(js_client, bucket_for_prefix("lab-b"))
+
+    await asyncio.wait_for(first.create(spec(name), "running"), TIMEOUT_S)
+
+    with pytest.raises(NotFoundError):
+        await asyncio.wait_for(second.get(name), TIMEOUT_S)
