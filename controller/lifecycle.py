@@ -49,7 +49,7 @@ class Lifecycle:
     async def change(self, verb: str, request: JobRequest) -> ApiReply:
         """Apply start, stop, pause, unpause or remove to the job."""
         async with self._locks.hold(request.job):
-            record = await self._store.get(request.job)
+            record, revision = await self._store.entry(request.job)
             if verb == "remove":
                 return await self._remove(record, request.timeout_s)
 
@@ -60,7 +60,9 @@ class Lifecycle:
             changes = {"desired": desired, "state": expected_state, "message": ""}
             if container is not None:
                 changes |= observed_fields(container)
-            updated = await self._store.update(record.name, **changes)
+            updated = await self._store.update(
+                record.name, base=(record, revision), **changes
+            )
         if (updated.state, updated.desired) != (record.state, record.desired):
             await self._events.job(updated)
         return ApiReply(ok=True, job=updated.view(), container=container)

@@ -129,13 +129,20 @@ class JobStore:
 
     async def get(self, name: str) -> JobRecord:
         """Return the job's record, or raise NotFoundError."""
-        record, _ = await self._entry(name)
+        record, _ = await self.entry(name)
         return record
 
-    async def update(self, name: str, **changes) -> JobRecord:
-        """Apply `changes` to the current record, retrying if another writer won."""
+    async def update(
+        self, name: str, base: tuple[JobRecord, int] | None = None, **changes
+    ) -> JobRecord:
+        """Apply `changes` to the current record, retrying if another writer won.
+
+        `base` is a (record, revision) pair from `entry`; when given, the first
+        attempt writes on it without reading the record again.
+        """
         for _ in range(UPDATE_ATTEMPTS):
-            record, revision = await self._entry(name)
+            record, revision = base or await self.entry(name)
+            base = None
             changed = msgspec.structs.replace(
                 record, updated_at=self._clock(), **changes
             )
@@ -166,7 +173,8 @@ class JobStore:
                 await watcher.stop()
         return sorted(records, key=lambda record: record.name)
 
-    async def _entry(self, name: str) -> tuple[JobRecord, int]:
+    async def entry(self, name: str) -> tuple[JobRecord, int]:
+        """Return the job's record and its revision, or raise NotFoundError."""
         with nats_errors(f"read job {name!r}"):
             try:
                 entry = await self._kv.get(name)

@@ -159,3 +159,18 @@ async def test_prefixes_keep_separate_jobs(js_client, unique_name):
 
     with pytest.raises(NotFoundError):
         await asyncio.wait_for(second.get(name), TIMEOUT_S)
+
+
+async def test_update_on_stale_base_retries(js_client, unique_name):
+    store = await open_store(js_client)
+    name = unique_name("job")
+    await asyncio.wait_for(store.create(spec(name), "running"), TIMEOUT_S)
+    stale = await asyncio.wait_for(store.entry(name), TIMEOUT_S)
+    await asyncio.wait_for(store.update(name, node="n1"), TIMEOUT_S)
+
+    updated = await asyncio.wait_for(
+        store.update(name, base=stale, desired="paused"), TIMEOUT_S
+    )
+
+    assert updated.node == "n1"
+    assert updated.desired == "paused"
