@@ -1,9 +1,13 @@
+import asyncio
 import json
 import re
 import time
 import urllib.error
 
+import nats
+
 from controller.cli import ExitCode
+from schemas.messages import JobEvent, encode
 from tests.controller.fleet import (
     INDEX_TEXT,
     fetch,
@@ -12,6 +16,7 @@ from tests.controller.fleet import (
 )
 
 SLOW_HEARTBEAT_S = "2"
+WATCH_READY_TIMEOUT_S = 15.0
 
 
 def submit_web(fleet, name, port, *args):
@@ -245,27 +250,51 @@ def test_exited_container_is_left_exited(fleet, unique_name):
     assert fleet.container_state(name) == "exited"
 
 
+def publish_probes(url: str, job: str, until) -> None:
+    """Publish job events for `job` every 0.2 s until `until()` is true.
+
+    A watcher that shows a probe has its subscriptions in place, so the
+    events of the test that follow cannot be missed.
+    """
+
+    async def publish() -> None:
+        client = await nats.connect(url)
+        try:
+            deadline = time.monotonic() + WATCH_READY_TIMEOUT_S
+            while not until() and time.monotonic() < deadline:
+                event = JobEvent(
+                    job=job, state="probe", desired="running", time=time.time()
+                )
+                await client.publish(f"dsched.job.{job}.evt", encode(event))
+                await client.flush()
+                await asyncio.sleep(0.2)
+        finally:
+            await client.close()
+
+    asyncio.run(publish())
+
+
 def test_watch_prints_job_events(fleet, unique_name):
-    name, port = unique_name("web"), free_port()
-    watcher = fleet.spawn("controller", "--nats", fleet.url, "watch", "--timeout", "6")
+    name, port, probe = unique_name("web"), free_port(), unique_name("probe")
+    watcher = fleet.spawn("controller", "--nats", fleet.url, "watch", "--timeout", "60")
+    publish_probes(fleet.url, probe, lambda: probe in watcher.output())
+
     submit_web(fleet, name, port)
     fleet.cli("stop", name)
+    watcher.wait_for_output(rf" {name} .*exited \(desired stopped\)")
 
-    code = watcher.wait(timeout_s=15)
-
-    assert code == ExitCode.OK
     lines = [line for line in watcher.output().splitlines() if f" {name} " in line]
     assert any("job" in line and "running (desired running)" in line for line in lines)
     assert any("exited (desired stopped)" in line for line in lines)
 
 
 def test_watch_json_stops_after_count(fleet, unique_name):
-    name, port = unique_name("web"), free_port()
+    probe = unique_name("probe")
     watcher = fleet.spawn(
         "controller", "--nats", fleet.url, "watch", "--json", "--count", "1"
     )
-    submit_web(fleet, name, port)
 
+    publish_probes(fleet.url, probe, lambda: watcher.returncode is not None)
     code = watcher.wait(timeout_s=15)
 
     assert code == ExitCode.OK
@@ -273,8 +302,8 @@ def test_watch_json_stops_after_count(fleet, unique_name):
     assert all("  " not in line for line in lines)
     events = [json.loads(line) for line in lines]
     assert len(events) == 1
-    assert events[0]["subject"].startswith("dsched.")
-    assert "time" in events[0]["event"]
+    assert events[0]["subject"] == f"dsched.job.{probe}.evt"
+    assert events[0]["event"]["state"] == "probe"
 
 
 def test_start_after_external_stop_shows_ports(fleet, unique_name):
