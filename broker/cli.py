@@ -1,10 +1,11 @@
-"""The `broker` command: run nats-server with JetStream until Ctrl-C or SIGTERM."""
+"""The `broker` command: run nats-server with JetStream until Ctrl-C, SIGTERM or SIGHUP."""
 
 from __future__ import annotations
 
 import logging
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from types import FrameType
@@ -23,7 +24,8 @@ logger = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_ERROR = 1
 WATCH_INTERVAL_S = 0.2
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP arrives when the terminal that runs the broker closes.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def default_store_dir() -> Path:
@@ -62,7 +64,7 @@ def default_store_dir() -> Path:
     help="nats-server configuration file.",
 )
 def main(host: str, port: int, store_dir: Path, config_file: Path | None) -> None:
-    """Run nats-server with JetStream until Ctrl-C or SIGTERM."""
+    """Run nats-server with JetStream until Ctrl-C, SIGTERM or SIGHUP."""
     logging.basicConfig(
         level=logging.WARNING, format="broker: %(levelname)s: %(message)s"
     )
@@ -80,8 +82,31 @@ def run_until_signal(server: NatsServer) -> int:
     """Start the server, report where it listens, and stop it on a signal.
 
     Returns EXIT_OK after a clean stop and EXIT_ERROR when the server fails to
-    start or exits on its own. Errors are printed as one line on stderr.
+    start, exits on its own, or stdout is closed. Errors are printed as one
+    line on stderr. The server is stopped on every path out of this function,
+    including an exception, so no nats-server outlives the broker.
     """
+    received: list[int] = []
+
+    def record_signal(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+
+    # The handlers go in before the start, so a signal that arrives while
+    # nats-server starts is recorded instead of ending the broker.
+    previous = {sig: signal.signal(sig, record_signal) for sig in STOP_SIGNALS}
+    try:
+        return _start_and_serve(server, received)
+    except BrokenPipeError:
+        _discard_stdout()
+        click.echo("broker: error: stdout was closed, stopping nats-server", err=True)
+        return EXIT_ERROR
+    finally:
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _start_and_serve(server: NatsServer, received: list[int]) -> int:
     try:
         server.start()
     except ServerStartError as exc:
@@ -91,44 +116,43 @@ def run_until_signal(server: NatsServer) -> int:
         click.echo(f"broker: error: {exc}", err=True)
         return EXIT_ERROR
 
-    click.echo(f"broker: nats-server pid {server.pid} listening on {server.url}")
-    click.echo(f"broker: JetStream store dir {server.store_dir}")
-    click.echo(f"broker: nats-server log {server.log_path}")
-    click.echo("broker: press Ctrl-C to stop")
-
-    signal_name = wait_for_stop_signal(server)
-    if signal_name is None:
+    _report_listening(server)
+    if not wait_for_stop_signal(server, received):
         click.echo(
             f"broker: error: nats-server exited on its own (log: {server.log_path})",
             err=True,
         )
-        server.stop()
         return EXIT_ERROR
 
+    signal_name = signal.Signals(received[0]).name
     click.echo(f"broker: {signal_name} received, stopping nats-server")
     code = server.stop()
     click.echo(f"broker: nats-server stopped with code {code}")
     return EXIT_OK
 
 
-def wait_for_stop_signal(server: NatsServer) -> str | None:
-    """Block until SIGINT or SIGTERM arrives and return its name.
+def _report_listening(server: NatsServer) -> None:
+    click.echo(f"broker: nats-server pid {server.pid} listening on {server.url}")
+    click.echo(f"broker: JetStream store dir {server.store_dir}")
+    click.echo(f"broker: nats-server log {server.log_path}")
+    click.echo("broker: press Ctrl-C to stop")
 
-    Returns None when the server process exits before any signal.
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so flushing it at exit raises no second error."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def wait_for_stop_signal(server: NatsServer, received: list[int]) -> bool:
+    """Block until a stop signal is recorded in `received`.
+
+    Returns False when the server process exits before any signal.
     """
-    received: list[int] = []
+    while not received:
+        if not server.running:
+            return False
+        time.sleep(WATCH_INTERVAL_S)
 
-    def record_signal(signum: int, frame: FrameType | None) -> None:
-        received.append(signum)
-
-    previous = {sig: signal.signal(sig, record_signal) for sig in STOP_SIGNALS}
-    try:
-        while not received:
-            if not server.running:
-                return None
-            time.sleep(WATCH_INTERVAL_S)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    return signal.Signals(received[0]).name
+    return True

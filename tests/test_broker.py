@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -113,6 +114,61 @@ async def test_broker_command_serves_jetstream(
     assert exit_code == 0
     assert "nats-server stopped" in process.output()
     assert not process_exists(server_pid)
+
+
+def kill_if_running(pid: int) -> bool:
+    """Kill a nats-server that the broker left running, and return whether it ran."""
+    if not process_exists(pid):
+        return False
+    os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def test_broker_sighup_stops_server(spawn: ProcessSpawner, tmp_path: Path) -> None:
+    process = spawn(
+        "broker", "--port", "0", "--store-dir", str(tmp_path / "store"),
+        wait_for=PID_PATTERN,
+    )  # fmt: skip
+    server_pid = int(process.wait_for_output(PID_PATTERN).group(1))
+
+    process.send_signal(signal.SIGHUP)
+    exit_code = process.wait()
+
+    assert not kill_if_running(server_pid)
+    assert exit_code == 0
+    assert "SIGHUP received" in process.output()
+
+
+def server_pid_from_log(log_path: Path) -> int:
+    """Return the pid nats-server writes in brackets at the start of each log line."""
+    match = re.match(r"\[(\d+)\]", log_path.read_text(encoding="utf-8"))
+    assert match is not None, f"no pid in {log_path}"
+
+    return int(match.group(1))
+
+
+def test_broker_closed_stdout_stops_server(tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    process = subprocess.Popen(
+        [str(script_path("broker")), "--port", "0", "--store-dir", str(store_dir)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    process.stdout.close()
+
+    try:
+        _, stderr = process.communicate(timeout=EVENT_TIMEOUT_S)
+    finally:
+        process.kill()
+        process.wait()
+    server_pid = server_pid_from_log(store_dir / "nats-server.log")
+
+    assert not kill_if_running(server_pid)
+    assert process.returncode == 1
+    assert b"stdout was closed" in stderr
+    assert b"Traceback" not in stderr
 
 
 def test_broker_port_in_use_fails(tmp_path: Path) -> None:
