@@ -13,10 +13,12 @@ from types import FrameType
 import click
 
 from broker.server import (
+    DEFAULT_CLIENT_PORT,
     BrokerError,
     NatsServer,
     ServerStartError,
     default_config_path,
+    read_config_port,
 )
 
 logger = logging.getLogger(__name__)
@@ -44,9 +46,9 @@ def default_store_dir() -> Path:
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
-    default=4222,
-    show_default=True,
-    help="Client TCP port; 0 picks a free port. Overrides the port in --config.",
+    default=None,
+    help="Client TCP port; 0 picks a free port. Overrides the port that --config "
+    f"sets. Default: the port in --config, else {DEFAULT_CLIENT_PORT}.",
 )
 @click.option(
     "--store-dir",
@@ -63,19 +65,29 @@ def default_store_dir() -> Path:
     show_default="single.conf shipped in the broker package",
     help="nats-server configuration file.",
 )
-def main(host: str, port: int, store_dir: Path, config_file: Path | None) -> None:
+def main(
+    host: str, port: int | None, store_dir: Path, config_file: Path | None
+) -> None:
     """Run nats-server with JetStream until Ctrl-C, SIGTERM or SIGHUP."""
     logging.basicConfig(
         level=logging.WARNING, format="broker: %(levelname)s: %(message)s"
     )
-    server = NatsServer(
-        store_dir,
-        host=host,
-        port=port,
-        config_file=config_file or default_config_path(),
-    )
+    config_file = config_file or default_config_path()
+    if port is None:
+        port = _port_from_config(config_file)
+    server = NatsServer(store_dir, host=host, port=port, config_file=config_file)
     exit_code = run_until_signal(server)
     click.get_current_context().exit(exit_code)
+
+
+def _port_from_config(config_file: Path) -> int:
+    try:
+        port = read_config_port(config_file)
+    except BrokerError as exc:
+        click.echo(f"broker: error: {exc}", err=True)
+        click.get_current_context().exit(EXIT_ERROR)
+
+    return DEFAULT_CLIENT_PORT if port is None else port
 
 
 def run_until_signal(server: NatsServer) -> int:

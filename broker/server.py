@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -31,6 +32,13 @@ STOP_TIMEOUT_S = 10.0
 POLL_INTERVAL_S = 0.05
 CONNECT_TIMEOUT_S = 0.5
 LOG_TAIL_LINES = 20
+
+DEFAULT_CLIENT_PORT = 4222
+# A top-level `port` or `listen` setting in nats-server's configuration syntax,
+# where the key and value are separated by ':', '=' or whitespace.
+_CLIENT_PORT_SETTING = re.compile(
+    r"^(port|listen)\s*(?:[:=]\s*|\s+)(.+?)\s*[,;]?$", re.IGNORECASE
+)
 
 # Listening on these binds every interface, so clients connect over loopback.
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
@@ -63,6 +71,57 @@ class ServerStartError(BrokerError):
 def default_config_path() -> Path:
     """Return the path of `single.conf`, the configuration `broker` uses by default."""
     return Path(__file__).with_name("single.conf")
+
+
+def read_config_port(path: Path) -> int | None:
+    """Return the client port a nats-server configuration file sets, or None.
+
+    Reads the top-level `port` setting, or the port of a top-level `listen:
+    host:port`, and ignores the ports of blocks such as `cluster {}`. The
+    last setting in the file wins. Raises BrokerError when the value is not a
+    port number, for example a `$VARIABLE`.
+
+    NOTE: files pulled in with `include` are not read.
+    """
+    port = None
+    depth = 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        text = _strip_comment(line).strip()
+        match = _CLIENT_PORT_SETTING.match(text) if depth == 0 else None
+        if match is not None:
+            port = _parse_port(path, match.group(1).lower(), match.group(2))
+        depth += text.count("{") + text.count("[")
+        depth -= text.count("}") + text.count("]")
+
+    return port
+
+
+def _strip_comment(line: str) -> str:
+    """Cut a `#` or `//` comment off a line, outside double quotes."""
+    quoted = False
+    for index, char in enumerate(line):
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and (char == "#" or line.startswith("//", index)):
+            return line[:index]
+
+    return line
+
+
+def _parse_port(path: Path, key: str, value: str) -> int:
+    text = value.strip("'\"")
+    if key == "listen":
+        text = text.rpartition(":")[2]
+    if text == "-1":
+        # nats-server's -1 picks a random port, as the broker's 0 does.
+        return 0
+    if not text.isdigit() or int(text) > 65535:
+        raise BrokerError(
+            f"cannot read the client port from {path}: {key} {value!r} is not a "
+            f"port number from 0 to 65535; pass --port"
+        )
+
+    return int(text)
 
 
 def find_server_binary() -> Path:

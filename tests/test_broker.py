@@ -18,15 +18,18 @@ import nats
 import nats.errors
 import nats.js.errors
 import pytest
+from click.testing import CliRunner
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 import broker
+from broker.cli import main as broker_main
 from broker.server import (
     NatsServer,
     ServerBinaryNotFoundError,
     ServerStartError,
     find_server_binary,
+    read_config_port,
 )
 from tests.support.procs import ProcessSpawner, script_path
 
@@ -196,6 +199,78 @@ def test_broker_port_in_use_fails(tmp_path: Path) -> None:
     assert f"127.0.0.1:{port}" in result.stderr
     assert "Address already in use" in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "port"),
+    [
+        ("port: 14558\n", 14558),
+        ("port = 14558\n", 14558),
+        ("port 14558\n", 14558),
+        ("PORT: 14558 # client port\n", 14558),
+        ('listen: "127.0.0.1:14558"\n', 14558),
+        ("listen: [::1]:14558\n", 14558),
+        ("port: -1\n", 0),
+        ("cluster {\n  port: 6222\n}\nport: 14558\n", 14558),
+        ("cluster {\n  listen: 127.0.0.1:6222\n}\n", None),
+        ("# port: 14558\njetstream: enabled\n", None),
+    ],
+)
+def test_read_config_port_syntaxes(tmp_path: Path, text: str, port: int | None):
+    config_path = tmp_path / "server.conf"
+    config_path.write_text(text)
+
+    assert read_config_port(config_path) == port
+
+
+def test_read_config_port_rejects_variable(tmp_path: Path) -> None:
+    config_path = tmp_path / "server.conf"
+    config_path.write_text("port: $CLIENT_PORT\n")
+
+    with pytest.raises(broker.BrokerError, match="pass --port"):
+        read_config_port(config_path)
+
+
+def write_config_with_port(tmp_path: Path) -> tuple[Path, int]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config_path = tmp_path / "server.conf"
+    config_path.write_text(f"port: {port}\njetstream {{}}\n")
+
+    return config_path, port
+
+
+def test_broker_uses_config_file_port(spawn: ProcessSpawner, tmp_path: Path) -> None:
+    config_path, port = write_config_with_port(tmp_path)
+
+    process = spawn(
+        "broker", "--config", str(config_path), "--store-dir", str(tmp_path / "s"),
+        wait_for=LISTENING_PATTERN,
+    )  # fmt: skip
+
+    assert int(process.wait_for_output(LISTENING_PATTERN).group(2)) == port
+
+
+def test_broker_port_option_overrides_config(
+    spawn: ProcessSpawner, tmp_path: Path
+) -> None:
+    config_path, config_port = write_config_with_port(tmp_path)
+
+    process = spawn(
+        "broker", "--config", str(config_path), "--port", "0",
+        "--store-dir", str(tmp_path / "s"), wait_for=LISTENING_PATTERN,
+    )  # fmt: skip
+
+    assert int(process.wait_for_output(LISTENING_PATTERN).group(2)) != config_port
+
+
+def test_broker_help_describes_port_default() -> None:
+    result = CliRunner().invoke(broker_main, ["--help"])
+    help_text = " ".join(result.output.split())
+
+    assert result.exit_code == 0
+    assert "Default: the port in --config, else 4222." in help_text
 
 
 def test_shipped_configs_are_all_listed() -> None:
