@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_ERROR = 1
+# click exits with this code when it rejects the command line.
+EXIT_USAGE = 2
 WATCH_INTERVAL_S = 0.2
 # SIGHUP arrives when the terminal that runs the broker closes.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -36,7 +38,12 @@ def default_store_dir() -> Path:
     return Path(data_home) / "docker-scheduler" / "broker"
 
 
-@click.command()
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=f"Exit codes: {EXIT_OK} stopped by Ctrl-C, SIGTERM or SIGHUP. "
+    f"{EXIT_ERROR} nats-server failed to start or exited on its own, --config "
+    f"sets an invalid port, or stdout was closed. {EXIT_USAGE} usage error.",
+)
 @click.option(
     "--host",
     default="127.0.0.1",

@@ -273,6 +273,23 @@ def test_broker_help_describes_port_default() -> None:
     assert "Default: the port in --config, else 4222." in help_text
 
 
+def test_broker_short_help_option() -> None:
+    result = CliRunner().invoke(broker_main, ["-h"])
+
+    assert result.exit_code == 0
+    assert "Usage:" in result.output
+
+
+def test_broker_help_lists_exit_codes() -> None:
+    result = CliRunner().invoke(broker_main, ["--help"])
+    help_text = " ".join(result.output.split())
+
+    assert result.exit_code == 0
+    assert "Exit codes: 0 stopped by Ctrl-C, SIGTERM or SIGHUP." in help_text
+    assert "1 nats-server failed to start" in help_text
+    assert "2 usage error." in help_text
+
+
 def test_shipped_configs_are_all_listed() -> None:
     shipped = sorted(path.name for path in CONFIG_DIR.glob("*.conf"))
 
