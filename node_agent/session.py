@@ -55,15 +55,49 @@ async def connect(options: NatsOptions, node: str) -> Client:
         )
     except (OSError, TimeoutError, nats.errors.Error) as exc:
         await client.close()
-        cause = callbacks.first_errors[-1] if callbacks.first_errors else exc
-        raise AgentError(
-            "unavailable",
-            f"cannot connect to NATS at {options.url}: {_describe(cause)}; "
-            "start it with `broker` or pass --nats",
-        ) from exc
+        raise _connect_error(options, callbacks.first_errors, exc) from exc
     callbacks.connected = True
 
     return client
+
+
+# nats-py 2.16 can report a CONNECT that the server rejects as a plain
+# nats.errors.Error with the server's -ERR text, such as 'Authorization
+# Violation' for a wrong token, so the text is checked as well.
+_AUTH_FAILURE_TEXTS = ("authorization violation", "authentication")
+
+
+def _is_auth_failure(exc: BaseException) -> bool:
+    if isinstance(exc, nats.errors.AuthorizationError):
+        return True
+    text = str(exc).lower()
+
+    return any(marker in text for marker in _AUTH_FAILURE_TEXTS)
+
+
+def _connect_error(
+    options: NatsOptions, reported: list[Exception], raised: BaseException
+) -> AgentError:
+    """Build the error of a failed first connect.
+
+    `reported` contains the errors nats-py passed to the error callback during
+    the connect, oldest first, and `raised` is the one the connect raised.
+    """
+    if any(_is_auth_failure(exc) for exc in [*reported, raised]):
+        return AgentError(
+            "unavailable",
+            f"NATS at {options.url} rejected the credentials; check "
+            "--user/--password, --token or --creds",
+        )
+    # A timeout raised by the connect hides the reason that the last
+    # reported attempt failed.
+    cause = reported[-1] if reported else raised
+
+    return AgentError(
+        "unavailable",
+        f"cannot connect to NATS at {options.url}: {_describe(cause)}; "
+        "start it with `broker` or pass --nats",
+    )
 
 
 class _ConnectionCallbacks:

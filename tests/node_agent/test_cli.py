@@ -6,6 +6,7 @@ import signal
 import pytest
 from click.testing import CliRunner
 
+from broker.server import NatsServer
 from node_agent.cli import EXIT_NODE_ID_IN_USE, EXIT_UNAVAILABLE, default_node_id, main
 from schemas.names import is_valid_name
 from tests.node_agent.support import free_port
@@ -50,6 +51,21 @@ def test_unreachable_nats_one_line_error(docker_client):
     assert result.exit_code == EXIT_UNAVAILABLE
     assert f"cannot connect to NATS at {url}" in result.output
     assert "start it with `broker`" in result.output
+
+
+@pytest.mark.nats
+def test_rejected_token_one_line_error(tmp_path):
+    config_path = tmp_path / "token.conf"
+    config_path.write_text('authorization { token: "s3cret" }\njetstream {}\n')
+    args = ["--node-id", "cli-badtoken", "--token", "wrong"]
+
+    with NatsServer(tmp_path / "nats", config_file=config_path) as server:
+        result = CliRunner().invoke(main, ["--nats", server.url, *args])
+
+    assert result.exit_code == EXIT_UNAVAILABLE
+    assert f"NATS at {server.url} rejected the credentials" in result.output
+    assert "check --user/--password, --token or --creds" in result.output
+    assert "start it with `broker`" not in result.output
 
 
 # docker SDK 7.2's UnixHTTPConnection.connect leaves its socket open when the
