@@ -5,6 +5,7 @@ node, so it acts only on inventories that arrived after the job's last change
 and skips nodes that are offline. After it sends a command for a job, it
 waits for a heartbeat sent after the command's reply before it acts on that
 job again, so a heartbeat from before the command does not repeat it.
+Containers of jobs without a record are removed (see `controller.orphans`).
 """
 
 import asyncio
@@ -15,6 +16,7 @@ from collections.abc import Callable
 
 from controller.backoff import Backoff
 from controller.errors import ControllerError, NotFoundError
+from controller.orphans import OrphanRemover
 from controller.parts import Parts
 from controller.registry import NodeRecord, NodeState
 from controller.store import JobRecord, observed_fields
@@ -91,6 +93,7 @@ class Reconciler:
         self._locks = parts.locks
         self.interval_s = interval_s
         self._backoff = Backoff(clock)
+        self._orphans = OrphanRemover(parts, self._backoff)
         self._wall_clock = wall_clock
         # Job name -> Unix time at which the job's last command ended.
         self._acted_at: dict[str, float] = {}
@@ -108,9 +111,14 @@ class Reconciler:
 
     async def reconcile_once(self) -> None:
         records = await self._store.list()
-        for gone in self._acted_at.keys() - {record.name for record in records}:
+        known = {record.name for record in records}
+        for gone in self._acted_at.keys() - known:
             del self._acted_at[gone]
-        await asyncio.gather(*(self._reconcile_job(record) for record in records))
+        orphans = self._orphans.orphans(known)
+        await asyncio.gather(
+            *(self._reconcile_job(record) for record in records),
+            *(self._orphans.remove(node, container) for node, container in orphans),
+        )
 
     async def _reconcile_job(self, record: JobRecord) -> None:
         name = record.name
