@@ -25,7 +25,8 @@ from node_agent.events import EventForwarder
 from node_agent.handlers import CommandHandler
 from node_agent.heartbeat import HeartbeatPublisher
 from node_agent.idempotence import ReplyCache
-from schemas.messages import Reply, command_decoder, encode
+from node_agent.replies import encode_to_fit
+from schemas.messages import Reply, command_decoder
 from schemas.subjects import DEFAULT_PREFIX, Subjects
 
 logger = logging.getLogger(__name__)
@@ -205,8 +206,10 @@ class Agent:
 
     async def _serve(self, message: Msg) -> None:
         reply = await self.reply_to(message.data)
-        if message.reply:
-            await self._publish(message.reply, encode(reply))
+        if message.reply and self._client is not None:
+            # nats-py stores the server's max payload from its INFO message.
+            data = encode_to_fit(reply, self._client.max_payload)
+            await self._publish(message.reply, data)
 
     async def reply_to(self, data: bytes) -> Reply:
         """Decode one command, run it unless its id was seen, and return the reply."""

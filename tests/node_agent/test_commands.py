@@ -1,6 +1,7 @@
 """Lifecycle commands sent over NATS to an in-process agent on the real engine."""
 
 import asyncio
+import shlex
 import shutil
 import socket
 import tempfile
@@ -23,6 +24,7 @@ from schemas.messages import (
     Start,
     Stop,
     Unpause,
+    encode,
 )
 from schemas.subjects import Subjects
 from tests.node_agent.support import command_fields, fetch, free_port, send
@@ -185,6 +187,47 @@ async def test_logs_return_container_output(
     assert logs.ok, logs.error
     assert "out\n" in logs.logs
     assert "err\n" in logs.logs
+
+
+# 50,000 lines of 49 bytes each: 2.45 MB of output. The last 30,000 lines
+# alone are over the 1 MiB default max payload of nats-server.
+CHATTY_LINES = 50_000
+CHATTY_SCRIPT = (
+    f"BEGIN {{ for (i = 1; i <= {CHATTY_LINES}; i++) "
+    f'printf "line %06d {"x" * 36}\\n", i }}'
+)
+CHATTY_LAST_LINE = f"line {CHATTY_LINES:06d} {'x' * 36}\n"
+
+
+async def wait_for_last_log_line(
+    docker_client: docker.DockerClient, name: str, line: str
+) -> None:
+    container = docker_client.containers.get(name)
+    async with asyncio.timeout(TIMEOUT_S):
+        while container.logs(tail=1).decode() != line:
+            await asyncio.sleep(0.1)
+
+
+async def test_logs_over_max_payload_cut(
+    agent, nats_client, docker_client, test_image, unique_name
+):
+    job = unique_name("chatty")
+    shell_line = f"awk {shlex.quote(CHATTY_SCRIPT)}; sleep 300"
+    spec = sleeper_spec(job, test_image, command=f"sh -c {shlex.quote(shell_line)}")
+    created = await command(nats_client, agent.node, Create, spec=spec)
+    assert created.ok, created.error
+    await wait_for_last_log_line(docker_client, job, CHATTY_LAST_LINE)
+
+    reply = await command(nats_client, agent.node, Logs, job=job, tail=30_000)
+
+    assert reply.ok, reply.error
+    notice, _, kept_logs = reply.logs.partition("\n")
+    assert len(encode(reply)) <= nats_client.max_payload
+    assert f"`docker logs` on node {agent.node} shows the whole log" in notice
+    first_kept = int(kept_logs.split()[1])
+    cut_bytes = (first_kept - (CHATTY_LINES - 30_000 + 1)) * len(CHATTY_LAST_LINE)
+    assert f"the first {cut_bytes} bytes of this log were cut" in notice
+    assert kept_logs.endswith(CHATTY_LAST_LINE)
 
 
 async def test_malformed_message_keeps_agent_running(agent, nats_client):
