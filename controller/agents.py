@@ -99,7 +99,8 @@ class AgentClient:
         )
         timeout = CommandTimeoutError(
             f"node {node!r} did not reply to {kind} command {command.id} within "
-            f"{bound_s:g} s; check its agent's log and retry"
+            f"{bound_s:g} s; check its agent's log and retry",
+            bound_s,
         )
         logger.debug("node %s sending %s command %s", node, kind, command.id)
         with nats_errors(

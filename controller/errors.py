@@ -47,7 +47,16 @@ class NodeOfflineError(ControllerError):
 
 
 class CommandTimeoutError(ControllerError):
+    """A command without a reply within `bound_s` seconds, None when unknown.
+
+    The node may still have applied the command.
+    """
+
     code = "timeout"
+
+    def __init__(self, message: str, bound_s: float | None = None) -> None:
+        super().__init__(message)
+        self.bound_s = bound_s
 
 
 class UnavailableError(ControllerError):

@@ -4,7 +4,7 @@ import logging
 
 import msgspec
 
-from controller.errors import ConflictError, NotFoundError
+from controller.errors import CommandTimeoutError, ConflictError, NotFoundError
 from controller.parts import Parts
 from controller.store import JobRecord, observed_fields
 from schemas.job import DesiredState
@@ -38,6 +38,8 @@ class Lifecycle:
     On an error reply the desired state stays as it was and the error goes
     back to the client unchanged. The one exception is a start whose
     container is missing: a create command from the stored spec follows.
+    When the node does not reply in time, the requested desired state is
+    recorded anyway, because the command may have been applied.
     """
 
     def __init__(self, parts: Parts) -> None:
@@ -51,11 +53,15 @@ class Lifecycle:
         async with self._locks.hold(request.job):
             record, revision = await self._store.entry(request.job)
             if verb == "remove":
-                return await self._remove(record, request.timeout_s)
+                return await self._remove(record, revision, request.timeout_s)
 
             node = _node_of(record, verb)
-            reply = await self._send(verb, node, record, request.timeout_s)
             desired, expected_state = _TARGETS[verb]
+            try:
+                reply = await self._send(verb, node, record, request.timeout_s)
+            except CommandTimeoutError as exc:
+                await self._keep_desired(record, revision, desired)
+                raise _unconfirmed(verb, node, desired, exc) from exc
             container = reply.container
             changes = {"desired": desired, "state": expected_state, "message": ""}
             if container is not None:
@@ -66,6 +72,28 @@ class Lifecycle:
         if (updated.state, updated.desired) != (record.state, record.desired):
             await self._events.job(updated)
         return ApiReply(ok=True, job=updated.view(), container=container)
+
+    async def _keep_desired(
+        self, record: JobRecord, revision: int, desired: DesiredState
+    ) -> None:
+        """Record `desired` after a command that timed out, since it may apply.
+
+        The reconciler then drives the container to the desired state.
+        """
+        # NOTE: a job whose start timed out and whose container exited stays
+        # exited, because the reconciler starts an exited container only when
+        # its restart policy requires it.
+        updated = await self._store.update(
+            record.name, base=(record, revision), desired=desired
+        )
+        logger.info(
+            "job %s: node %s did not confirm the command; desired state is now %s",
+            record.name,
+            record.node,
+            desired,
+        )
+        if updated.desired != record.desired:
+            await self._events.job(updated)
 
     async def inspect(self, request: JobRequest) -> ApiReply:
         """Return the job, its spec and its container as the node reports it now.
@@ -119,7 +147,9 @@ class Lifecycle:
             )
         return await self._agents.call(node, Create, bound_s=bound_s, spec=record.spec)
 
-    async def _remove(self, record: JobRecord, bound_s: float) -> ApiReply:
+    async def _remove(
+        self, record: JobRecord, revision: int, bound_s: float
+    ) -> ApiReply:
         if record.node is not None:
             try:
                 await self._agents.remove(record.node, record.spec, bound_s)
@@ -127,6 +157,9 @@ class Lifecycle:
                 logger.info(
                     "job %s had no container on node %s", record.name, record.node
                 )
+            except CommandTimeoutError as exc:
+                await self._keep_desired(record, revision, "removed")
+                raise _unconfirmed("remove", record.node, "removed", exc) from exc
         await self._store.delete(record.name)
         removed = JobRecord(
             spec=record.spec,
@@ -144,6 +177,17 @@ def missing_container_message(job: str, node: str) -> str:
     return (
         f"job {job!r} has no container on node {node!r}; `controller start {job}` "
         "recreates it from the job's spec"
+    )
+
+
+def _unconfirmed(
+    verb: str, node: str, desired: str, exc: CommandTimeoutError
+) -> CommandTimeoutError:
+    within = f" within {exc.bound_s:g} s" if exc.bound_s is not None else ""
+    return CommandTimeoutError(
+        f"node {node!r} did not confirm the {verb}{within}; the desired state is "
+        f"now {desired} and the controller keeps applying it",
+        exc.bound_s,
     )
 
 
