@@ -62,7 +62,7 @@ class CommandHandler:
         try:
             return await self._dispatch(command)
         except AgentError as exc:
-            logger.info(
+            logger.warning(
                 "node %s command %s failed: %s: %s",
                 self.node,
                 command.id,

@@ -1,6 +1,7 @@
 """Lifecycle commands sent over NATS to an in-process agent on the real engine."""
 
 import asyncio
+import logging
 import shlex
 import shutil
 import socket
@@ -278,6 +279,22 @@ async def test_unknown_job_is_not_found(agent, nats_client, unique_name):
         assert reply.error.message == (
             f"job {job!r} has no container on node {agent.node!r}"
         )
+
+
+async def test_failed_command_logged_as_warning(
+    agent, nats_client, unique_name, caplog
+):
+    job = unique_name("ghost")
+    caplog.set_level(logging.WARNING, logger="node_agent.handlers")
+
+    reply = await command(nats_client, agent.node, Start, job=job)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    assert reply.ok is False
+    assert (
+        f"node {agent.node} command {reply.id} failed: not_found: job {job!r} has "
+        f"no container on node {agent.node!r}"
+    ) in warnings
 
 
 async def test_pause_of_stopped_is_conflict(
