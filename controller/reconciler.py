@@ -33,7 +33,6 @@ def next_action(
     desired: str,
     container_state: str | None,
     restart: str = "no",
-    exit_code: int | None = None,
 ) -> str | None:
     """Return the command that moves a container towards `desired`, or None.
 
@@ -47,7 +46,7 @@ def next_action(
             return "create"
         case "running", "paused":
             return "unpause"
-        case "running", "exited" if restart_after_exit(restart, exit_code):
+        case "running", "exited" if restart_after_exit(restart):
             return "start"
         case "paused", "running":
             return "pause"
@@ -60,20 +59,16 @@ def next_action(
     return None
 
 
-def restart_after_exit(restart: str, exit_code: int | None) -> bool:
+def restart_after_exit(restart: str) -> bool:
     """Return True if the restart policy `restart` starts a container that exited.
 
-    always and unless-stopped restart after any exit, on-failure after a
-    non-zero exit code, and "no" never.
+    always and unless-stopped start it after any exit, because Docker itself
+    does not restart a container under them after a stop or kill by hand.
+    on-failure and "no" never start it. Docker restarts an on-failure
+    container after a non-zero exit, up to its retry count, and not after a
+    stop or kill by hand, so an exited one is where Docker's policy left it.
     """
-    # NOTE: on-failure:N restarts here without limit, because heartbeats do
-    # not carry Docker's restart count of the container.
-    match parse_restart(restart).name:
-        case "always" | "unless-stopped":
-            return True
-        case "on-failure":
-            return exit_code is not None and exit_code != 0
-    return False
+    return parse_restart(restart).name in ("always", "unless-stopped")
 
 
 class Reconciler:
@@ -146,7 +141,6 @@ class Reconciler:
             record.desired,
             container.state if container else None,
             record.spec.restart,
-            container.exit_code if container else None,
         )
         if action in ("remove", "forget"):
             await self._remove(record, node, action)

@@ -24,6 +24,9 @@ WAIT_TIMEOUT_S = 20.0
 HTTP_TIMEOUT_S = 3.0
 HEARTBEAT_S = "0.5"
 RECONCILE_INTERVAL_S = "0.3"
+# Seconds that cover several heartbeats and reconcile passes, for checks that
+# the controller leaves something alone.
+SETTLE_S = 3.0
 
 
 def free_port() -> int:

@@ -1,11 +1,7 @@
 import time
 
 from controller.cli import ExitCode
-from tests.controller.fleet import wait_until
-
-# Heartbeats come every 0.5 s and reconcile passes every 0.3 s in the fleet,
-# so a few seconds cover several passes that see the container.
-SETTLE_S = 3.0
+from tests.controller.fleet import SETTLE_S, wait_until
 
 
 def run_unrecorded_container(fleet, job):

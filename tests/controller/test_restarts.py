@@ -1,7 +1,8 @@
 import signal
+import time
 
 from controller.cli import ExitCode
-from tests.controller.fleet import INDEX_TEXT, fetch, free_port, wait_until
+from tests.controller.fleet import INDEX_TEXT, SETTLE_S, fetch, free_port, wait_until
 
 
 def test_controller_restart_keeps_jobs(fleet, unique_name):
@@ -112,3 +113,27 @@ def test_second_controller_on_prefix_rejected(fleet):
         "run one controller per prefix\n"
     )
     assert fleet.cli("nodes").exit_code == ExitCode.OK
+
+
+def test_on_failure_retries_left_to_docker(fleet, unique_name):
+    name = unique_name("fail")
+    path = fleet.job_file(
+        name, command=["sh", "-c", "sleep 1; exit 3"], restart="on-failure:1"
+    )
+    submitted = fleet.cli("submit", path)
+    assert submitted.exit_code == ExitCode.OK, submitted.output
+
+    def docker_gave_up():
+        container = fleet.containers(name)[0]
+        state = container.attrs["State"]
+        return state["Status"] == "exited" and container.attrs["RestartCount"] == 1
+
+    wait_until(docker_gave_up, f"Docker to restart {name} once")
+    started_at = fleet.containers(name)[0].attrs["State"]["StartedAt"]
+    wait_until(lambda: fleet.job_state(name) == "exited", f"job {name} exited")
+    time.sleep(SETTLE_S)
+    container = fleet.containers(name)[0]
+
+    assert container.status == "exited"
+    assert container.attrs["State"]["StartedAt"] == started_at
+    assert fleet.jobs()[name]["message"] == "exited with code 3"
