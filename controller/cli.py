@@ -282,12 +282,18 @@ def submit(settings: Settings, file, no_wait, timeout_s, as_json) -> None:
 @json_option
 @click.pass_obj
 def jobs(settings: Settings, as_json) -> None:
-    """List jobs with their node, desired state and state."""
+    """List jobs with their node, desired state and state.
+
+    The table is followed by the error of each failed job.
+    """
     reply = _call(settings, "jobs", ListRequest(), DEFAULT_JOB_TIMEOUT_S)
     if as_json:
         click.echo(output.to_json(reply.jobs or []))
     else:
         output.console().print(output.job_table(reply.jobs or []))
+        for job in reply.jobs or []:
+            if job.state == "failed":
+                click.echo(f"{job.name}: {job.message}")
 
 
 @cli.command()

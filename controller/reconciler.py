@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_S = 1.0
 MISSING = "missing"
+FAILED = "failed"
 
 
 def next_action(
@@ -148,6 +149,9 @@ class Reconciler:
         if action is not None:
             try:
                 container = await self._act(action, record, node) or container
+            except ControllerError as exc:
+                await self._record_failure(record, action, node.name, exc)
+                raise
             finally:
                 self._acted_at[name] = self._wall_clock()
         await self._record_observed(record, container)
@@ -196,6 +200,24 @@ class Reconciler:
         self._backoff.forget(record.name)
         self._acted_at.pop(record.name, None)
         await self._events.job(record, state="removed")
+
+    async def _record_failure(
+        self, record: JobRecord, action: str, node: str, error: ControllerError
+    ) -> None:
+        """Store why `action` failed, so `controller jobs` and `inspect` show it.
+
+        A failed create leaves the job without a container, so its state
+        becomes failed until a later attempt succeeds.
+        """
+        message = f"{action} failed on node {node}: {error}; the controller retries it"
+        changes = {"message": message}
+        if action == "create":
+            changes["state"] = FAILED
+        if all(getattr(record, key) == value for key, value in changes.items()):
+            return
+        updated = await self._store.update(record.name, **changes)
+        if updated.state != record.state:
+            await self._events.job(updated)
 
     async def _record_observed(
         self, record: JobRecord, container: ContainerInfo | None
