@@ -36,8 +36,10 @@ class Lifecycle:
     """Sends a job's command to its node and records the outcome.
 
     On an error reply the desired state stays as it was and the error goes
-    back to the client unchanged. The one exception is a start whose
-    container is missing: a create command from the stored spec follows.
+    back to the client unchanged. Two cases of a missing container are
+    exceptions. A start creates the container from the stored spec, and a
+    stop of a job whose desired state is already stopped succeeds without it.
+
     When the node does not reply in time, the requested desired state is
     recorded anyway, because the command may have been applied.
     """
@@ -62,6 +64,15 @@ class Lifecycle:
             except CommandTimeoutError as exc:
                 await self._keep_desired(record, revision, desired)
                 raise _unconfirmed(verb, node, desired, exc) from exc
+            except NotFoundError:
+                if not _already_stopped(verb, record):
+                    raise
+                logger.info(
+                    "job %s is stopped and has no container on node %s",
+                    record.name,
+                    node,
+                )
+                return ApiReply(ok=True, job=record.view())
             container = reply.container
             changes = {"desired": desired, "state": expected_state, "message": ""}
             if container is not None:
@@ -189,6 +200,11 @@ def _unconfirmed(
         f"now {desired} and the controller keeps applying it",
         exc.bound_s,
     )
+
+
+def _already_stopped(verb: str, record: JobRecord) -> bool:
+    """Return True for a stop of a stopped job, which needs no container."""
+    return verb == "stop" and record.desired == "stopped"
 
 
 def _node_of(record: JobRecord, verb: str) -> str:

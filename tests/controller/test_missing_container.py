@@ -51,3 +51,24 @@ def test_inspect_of_missing_container(fleet, unique_name):
         f"Note: job {name!r} has no container on node {fleet.node!r}; "
         f"`controller start {name}` recreates it from the job's spec\n"
     )
+
+
+def test_stop_of_stopped_missing_container(fleet, unique_name):
+    name, port = unique_name("web"), free_port()
+    stopped_job_without_container(fleet, name, port)
+
+    result = fleet.cli("stop", name)
+
+    assert result.exit_code == ExitCode.OK, result.output
+    assert fleet.jobs()[name]["desired"] == "stopped"
+    assert fleet.containers(name) == []
+
+
+def test_pause_of_missing_container_fails(fleet, unique_name):
+    name, port = unique_name("web"), free_port()
+    stopped_job_without_container(fleet, name, port)
+
+    result = fleet.cli("pause", name)
+
+    assert result.exit_code == ExitCode.NOT_FOUND
+    assert fleet.jobs()[name]["desired"] == "stopped"
