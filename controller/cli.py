@@ -93,7 +93,19 @@ def _check_nats_url(ctx, param, value: str) -> str:
     try:
         return check_nats_url(value)
     except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
+        raise click.BadParameter(str(exc), param_hint=_error_hint(ctx, param)) from exc
+
+
+def _error_hint(ctx: click.Context, param: click.Parameter) -> str:
+    """Return the option's name, and its variable only if the value came from it.
+
+    Click 8.5.1 names the variable of an option with show_envvar in every
+    error, even for a value given on the command line.
+    """
+    hint = " / ".join(f"'{name}'" for name in param.opts)
+    if ctx.get_parameter_source(param.name) is click.ParameterSource.ENVIRONMENT:
+        hint += f" (env var: '{param.envvar}')"
+    return hint
 
 
 def _check_job(ctx, param, value: str) -> str:

@@ -46,14 +46,16 @@ def test_garbage_nats_option_is_usage_error():
     result = CliRunner().invoke(cli, ["--nats", "garbage", "jobs"])
 
     assert result.exit_code == ExitCode.USAGE
-    assert "Invalid value for '--nats'" in result.stderr
+    assert "Invalid value for '--nats': " in result.stderr
     assert "'garbage'" in result.stderr
+    assert "NATS_URL" not in result.stderr
 
 
 def test_garbage_nats_url_variable_rejected():
     result = CliRunner().invoke(cli, ["jobs"], env={"NATS_URL": "garbage"})
 
     assert result.exit_code == ExitCode.USAGE
+    assert "Invalid value for '--nats' (env var: 'NATS_URL'): " in result.stderr
     assert "'garbage'" in result.stderr
 
 
