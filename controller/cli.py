@@ -330,10 +330,8 @@ def _lifecycle_command(verb: str, summary: str) -> None:
     @click.pass_obj
     def command(settings: Settings, job, as_json, timeout_s) -> None:
         request = JobRequest(job=job, timeout_s=timeout_s)
-        wait_s = timeout_s
-        if stopping:
-            wait_s += _stop_grace_s(settings, job)
-        reply = _call(settings, verb, request, wait_s)
+        grace_s = _stop_grace_s(settings, job) if stopping else 0.0
+        reply = _call(settings, verb, request, timeout_s, grace_s)
         _print_job(reply.job, as_json)
 
 
@@ -425,10 +423,19 @@ def watch(settings: Settings, as_json, count, timeout_s) -> None:
         asyncio.run(watch_events(settings.client(), show, count, timeout_s))
 
 
-def _call(settings: Settings, verb: str, request, timeout_s: float):
+def _call(
+    settings: Settings, verb: str, request, timeout_s: float, extra_s: float = 0.0
+):
+    """Send an API request, waiting `timeout_s` plus `extra_s` plus a margin.
+
+    A timeout error names `timeout_s`, the user's --timeout.
+    """
+
     async def call():
         async with settings.client() as api:
-            return await api.call(verb, request, timeout_s + REPLY_MARGIN_S)
+            return await api.call(
+                verb, request, timeout_s, extra_s=extra_s + REPLY_MARGIN_S
+            )
 
     return asyncio.run(call())
 

@@ -45,8 +45,13 @@ class ApiClient:
         verb: str,
         request: msgspec.Struct,
         timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+        extra_s: float = 0.0,
     ) -> ApiReply:
-        """Send one API request and return the ok reply; an error reply raises."""
+        """Send one API request and return the ok reply; an error reply raises.
+
+        The wait for the reply is `timeout_s` plus `extra_s`, and a timeout
+        error names `timeout_s`, the value that the user can change.
+        """
         no_controller = UnavailableError(
             f"no controller answers on {self.options.url}; start it with "
             "`controller serve`"
@@ -59,7 +64,7 @@ class ApiClient:
             f"{verb} request", no_responders=no_controller, timeout=timeout
         ):
             message = await self._connected().request(
-                self.subjects.api(verb), encode(request), timeout=timeout_s
+                self.subjects.api(verb), encode(request), timeout=timeout_s + extra_s
             )
         reply = decode(api_reply_decoder, message.data, f"reply to {verb} request")
         if not reply.ok:
