@@ -36,7 +36,6 @@ def bucket_for_prefix(prefix: str) -> str:
 
 
 UPDATE_ATTEMPTS = 5
-LIST_TIMEOUT_S = 5.0
 
 
 class JobRecord(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=False):
@@ -87,8 +86,16 @@ def observed_fields(container: ContainerInfo) -> dict:
 class JobStore:
     """Job records keyed by job name; `create` and `update` are atomic."""
 
-    def __init__(self, kv: KeyValue, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        kv: KeyValue,
+        js: JetStreamContext,
+        bucket: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._kv = kv
+        self._js = js
+        self._bucket = bucket
         self._clock = clock
 
     @classmethod
@@ -101,7 +108,7 @@ class JobStore:
         async for attempt in until_jetstream_ready(action):
             with attempt, nats_errors(action):
                 kv = await cls._open_or_create(js, bucket)
-        return cls(kv)
+        return cls(kv, js, bucket)
 
     @staticmethod
     async def _open_or_create(js: JetStreamContext, bucket: str) -> KeyValue:
@@ -162,16 +169,34 @@ class JobStore:
             await self._kv.purge(name)
 
     async def list(self) -> list[JobRecord]:
-        """Return every job record, sorted by name."""
+        """Return every job record, sorted by name.
+
+        The keys come from the bucket's stream (`KV_<bucket>`, one subject
+        `$KV.<bucket>.<key>` per key), then each record is read. A key
+        watcher is not used: nats-py 2.16 may end its initial listing before
+        all keys arrived when the client is slow, and a job missing from a
+        listing looks like a removed job.
+        """
         records = []
-        with nats_errors("list job records"):
-            watcher = await self._kv.watchall(ignore_deletes=True)
+        for name in await self._keys():
             try:
-                while (entry := await watcher.updates(LIST_TIMEOUT_S)) is not None:
-                    records.append(self._decode(entry.key, entry.value))
-            finally:
-                await watcher.stop()
-        return sorted(records, key=lambda record: record.name)
+                records.append(await self.get(name))
+            except NotFoundError:
+                continue  # removed since the keys were listed
+
+        return records
+
+    async def _keys(self) -> tuple[str, ...]:
+        prefix = f"$KV.{self._bucket}."
+        with nats_errors("list job records"):
+            info = await self._js.stream_info(
+                f"KV_{self._bucket}", subjects_filter=f"{prefix}>"
+            )
+        # NOTE: nats-server returns at most 100,000 subjects per stream info
+        # request; a larger fleet needs paging with the request's offset.
+        subjects = info.state.subjects or {}
+
+        return tuple(sorted(subject.removeprefix(prefix) for subject in subjects))
 
     async def entry(self, name: str) -> tuple[JobRecord, int]:
         """Return the job's record and its revision, or raise NotFoundError."""

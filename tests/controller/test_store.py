@@ -174,3 +174,25 @@ async def test_update_on_stale_base_retries(js_client, unique_name):
 
     assert updated.node == "n1"
     assert updated.desired == "paused"
+
+
+async def test_removed_job_is_not_found(js_client, unique_name):
+    store = await open_store(js_client)
+    name = unique_name("job")
+    await asyncio.wait_for(store.create(spec(name), "running"), TIMEOUT_S)
+
+    await asyncio.wait_for(store.delete(name), TIMEOUT_S)
+
+    with pytest.raises(NotFoundError, match=f"job '{name}' not found"):
+        await asyncio.wait_for(store.get(name), TIMEOUT_S)
+
+
+async def test_list_returns_every_record(js_client, unique_name):
+    store = await open_store(js_client)
+    names = sorted(unique_name("job") for _ in range(40))
+    for name in names:
+        await asyncio.wait_for(store.create(spec(name), "running"), TIMEOUT_S)
+
+    records = await asyncio.wait_for(store.list(), TIMEOUT_S)
+
+    assert [record.name for record in records] == names
