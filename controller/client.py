@@ -53,7 +53,7 @@ class ApiClient:
         error names `timeout_s`, the value that the user can change.
         """
         no_controller = UnavailableError(
-            f"no controller answers on {self.options.url}; start it with "
+            f"no controller responds on {self.options.url}; start it with "
             "`controller serve`"
         )
         timeout = CommandTimeoutError(

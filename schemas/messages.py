@@ -5,7 +5,7 @@ read it, and carries the schema version `v`. Fields added later get
 defaults, so a payload of an earlier version still decodes.
 
 Agent commands form a tagged union on the field `type`; each command has a
-unique `id` (agents answer a repeated id with the first reply) and a
+unique `id` (agents reply to a repeated id with the first reply) and a
 `deadline` in Unix seconds (agents reject commands that arrive after it).
 """
 
@@ -52,7 +52,7 @@ class PublishedPort(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class ContainerInfo(msgspec.Struct, kw_only=True, frozen=True):
-    """One container of a node as the agent sees it in Docker."""
+    """One container of a node, as the agent reads it from Docker."""
 
     id: str
     name: str
@@ -177,7 +177,7 @@ class ContainerEvent(Message):
 
 
 class NodeEvent(Message):
-    """A change of a node's state as the controller sees it (online, offline)."""
+    """A change of a node's state in the controller's registry (online, offline)."""
 
     node: str
     state: str

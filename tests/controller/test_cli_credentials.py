@@ -12,7 +12,7 @@ def test_user_and_password_from_environment(auth_nats_server):
     result = CliRunner().invoke(cli, ["--nats", server.url, "jobs"], env=env)
 
     assert result.exit_code == ExitCode.UNAVAILABLE
-    assert result.stderr.startswith(f"Error: no controller answers on {server.url}")
+    assert result.stderr.startswith(f"Error: no controller responds on {server.url}")
 
 
 def test_token_from_environment(auth_nats_server):
@@ -23,7 +23,7 @@ def test_token_from_environment(auth_nats_server):
     )
 
     assert result.exit_code == ExitCode.UNAVAILABLE
-    assert result.stderr.startswith(f"Error: no controller answers on {server.url}")
+    assert result.stderr.startswith(f"Error: no controller responds on {server.url}")
 
 
 def test_creds_file_from_environment(tmp_path):

@@ -29,7 +29,7 @@ def test_missing_controller_named_in_error(nats_server):
 
     assert result.exit_code == ExitCode.UNAVAILABLE
     assert result.stderr == (
-        f"Error: no controller answers on {nats_server.url}; start it with "
+        f"Error: no controller responds on {nats_server.url}; start it with "
         "`controller serve`\n"
     )
 

@@ -65,4 +65,4 @@ def test_url_list_reaches_second_server(nats_server):
     result = CliRunner().invoke(cli, ["--nats", url, "jobs"])
 
     assert result.exit_code == ExitCode.UNAVAILABLE
-    assert result.stderr.startswith(f"Error: no controller answers on {url}")
+    assert result.stderr.startswith(f"Error: no controller responds on {url}")
