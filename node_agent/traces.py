@@ -1,0 +1,128 @@
+"""Bandwidth traces: rates that change over time, replayed in a loop.
+
+Two file formats are read:
+- Mahimahi link traces, the format of public cellular traces: one integer
+  per line, a time in milliseconds. Each line is one opportunity for a
+  1500-byte packet, so the rate over a window is 1500 * 8 * lines / window.
+  The trace repeats with the period of its last time.
+- CSV with `seconds,rate` rows: from that second on, the link runs at that
+  rate (bits per second, or a rate with a unit as `parse_rate` reads it).
+"""
+
+import bisect
+import csv
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+MAHIMAHI_PACKET_BYTES = 1500
+_RATE_RE = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[a-zA-Z/]*)")
+# Unit -> bits per second of one unit. Lower-case b means bits, upper-case B
+# bytes; k, M and G are powers of 1000.
+_RATE_UNITS = {
+    "": 1,
+    "bps": 1,
+    "bit": 1,
+    "kbit": 1e3,
+    "kbps": 1e3,
+    "Kbit": 1e3,
+    "Kbps": 1e3,
+    "Mbit": 1e6,
+    "Mbps": 1e6,
+    "Gbit": 1e9,
+    "Gbps": 1e9,
+    "B/s": 8,
+    "kB/s": 8e3,
+    "KB/s": 8e3,
+    "MB/s": 8e6,
+    "GB/s": 8e9,
+}
+
+
+def parse_rate(text: str) -> float:
+    """Parse a rate such as 100Mbit, 20Mbps or 5MB/s into bits per second."""
+    match = _RATE_RE.fullmatch(text.strip())
+    if match is None or match["unit"] not in _RATE_UNITS:
+        raise ValueError(
+            f"invalid rate {text!r}: use a number with bit, kbit, Mbit, Gbit "
+            "(or bps, kbps, Mbps, Gbps) for bits per second, or B/s, kB/s, "
+            "MB/s, GB/s for bytes per second"
+        )
+    rate_bps = float(match["number"]) * _RATE_UNITS[match["unit"]]
+    if rate_bps <= 0:
+        raise ValueError(f"invalid rate {text!r}: must be greater than 0")
+    return rate_bps
+
+
+@dataclass(frozen=True)
+class RateTrace:
+    """Rates in bits per second, each from its start time until the next."""
+
+    starts_s: tuple[float, ...]
+    rates_bps: tuple[float, ...]
+    length_s: float
+
+    def rate_at(self, elapsed_s: float) -> float:
+        """Return the rate at `elapsed_s` since the start, looping the trace."""
+        offset_s = elapsed_s % self.length_s
+        index = bisect.bisect_right(self.starts_s, offset_s) - 1
+        return self.rates_bps[max(index, 0)]
+
+
+def load_trace(path: str | Path, bin_s: float = 1.0) -> RateTrace:
+    """Load a Mahimahi trace or a `seconds,rate` CSV, chosen by the content."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if "," in text.split("\n", 1)[0]:
+        return _load_csv(text, path)
+    return _load_mahimahi(text, path, bin_s)
+
+
+def _load_mahimahi(text: str, path: Path, bin_s: float) -> RateTrace:
+    times_ms = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        if not line.strip().isdigit():
+            raise ValueError(
+                f"{path}:{number}: expected a time in milliseconds, got {line!r}"
+            )
+        times_ms.append(int(line))
+    if not times_ms:
+        raise ValueError(f"{path}: the trace has no packet times")
+
+    # The trace repeats with the period of its last time, so a packet at
+    # exactly that time is one at time 0 of the next round.
+    length_ms = max(times_ms[-1], 1)
+    bin_ms = bin_s * 1000
+    bins = max(1, math.ceil(length_ms / bin_ms))
+    counts = [0] * bins
+    for time_ms in times_ms:
+        counts[min(int(time_ms % length_ms // bin_ms), bins - 1)] += 1
+    bits_per_packet = MAHIMAHI_PACKET_BYTES * 8
+    rates = tuple(count * bits_per_packet / bin_s for count in counts)
+
+    return RateTrace(tuple(i * bin_s for i in range(bins)), rates, length_ms / 1000)
+
+
+def _load_csv(text: str, path: Path) -> RateTrace:
+    starts, rates = [], []
+    for number, row in enumerate(csv.reader(text.splitlines()), start=1):
+        if not row or row[0].strip().startswith("#"):
+            continue
+        try:
+            start_s, rate_text = float(row[0]), row[1]
+            rate_bps = parse_rate(rate_text)
+        except (IndexError, ValueError) as exc:
+            raise ValueError(f"{path}:{number}: expected seconds,rate: {exc}") from None
+        if starts and start_s <= starts[-1]:
+            raise ValueError(f"{path}:{number}: times must increase, got {start_s}")
+        starts.append(start_s)
+        rates.append(rate_bps)
+    if not starts or starts[0] != 0:
+        raise ValueError(f"{path}: the first row must start at second 0")
+    # The last rate lasts as long as the step before it, at least 1 s.
+    last_step_s = starts[-1] - starts[-2] if len(starts) > 1 else 1.0
+
+    return RateTrace(tuple(starts), tuple(rates), starts[-1] + last_step_s)
