@@ -40,8 +40,8 @@ def _matches(placement: Placement, node: NodeRecord) -> bool:
     if node.state is not NodeState.ONLINE:
         return False
     heartbeat = node.heartbeat
-    wanted_type = placement.device_type
-    if wanted_type and heartbeat.device_type.casefold() != wanted_type.casefold():
+    expected_type = placement.device_type
+    if expected_type and heartbeat.device_type.casefold() != expected_type.casefold():
         return False
     return all(
         heartbeat.labels.get(key) == value for key, value in placement.labels.items()

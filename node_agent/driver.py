@@ -123,9 +123,10 @@ class DockerDriver:
     ) -> ContainerInfo:
         """Create the job's container, start it when asked, and return its record.
 
-        A start that fails, or a container that stops again at the inspect
-        right after its start, removes the container, so nothing is left
-        behind.
+        When the start fails, or the inspect right after the start finds the
+        container exited, dead or restarting, the container is removed and
+        AgentError is raised. A container that exits after that inspect is
+        not caught here.
         """
         self._ensure_image(spec.image, pull)
         attempt = f"creating the container of job {spec.name!r} on node {self.node!r}"

@@ -14,11 +14,11 @@ DEFAULT_TTL_S = 600.0
 class ReplyCache:
     """Replies of recent commands by command id, bounded in count and age.
 
-    The first command with an id runs; a command with the same id that
+    The first command with an id runs. A command with the same id that
     arrives while it runs waits for its reply, and one that arrives later
     gets the stored reply. An entry leaves the cache after `ttl_s` seconds,
-    or earlier when more than `max_entries` ids are stored, so an id
-    repeated after that acts again.
+    or earlier when more than `max_entries` ids are stored. An id repeated
+    after that acts again.
     """
 
     def __init__(

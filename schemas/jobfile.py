@@ -1,9 +1,9 @@
 """Load a job file (YAML) into a JobSpec, with errors that point at a line.
 
-Plain scalars are typed by the YAML 1.2 core rules, and the plain scalars
-that YAML 1.1 parsers (PyYAML, older Compose) read differently are rejected
-with the line and a hint instead of being coerced either way: `22:22`
-(base-60 number), `yes`/`no`/`on`/`off`/`y`/`n` (booleans) and `0755`
+Plain scalars are typed by the YAML 1.2 core rules. The plain scalars that
+YAML 1.1 parsers (PyYAML, older Compose) read differently are rejected with
+the line and a hint instead of being coerced either way. These are `22:22`
+(a base-60 number), `yes`/`no`/`on`/`off`/`y`/`n` (booleans) and `0755`
 (octal). A number where a string is expected, such as a tag `1.10`, gets the
 hint to quote it, because `1.10` is the number 1.1.
 """

@@ -4,9 +4,10 @@ Every message is a msgspec Struct encoded as JSON, so any NATS client can
 read it, and carries the schema version `v`. Fields added later get
 defaults, so a payload of an earlier version still decodes.
 
-Agent commands form a tagged union on the field `type`; each command has a
-unique `id` (agents reply to a repeated id with the first reply) and a
-`deadline` in Unix seconds (agents reject commands that arrive after it).
+Agent commands form a tagged union on the field `type`. Each command has a
+unique `id`, and agents reply to a repeated id with the first reply. Each
+also has a `deadline` in Unix seconds, and agents reject a command that
+arrives after it.
 """
 
 from typing import Literal
