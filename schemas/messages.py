@@ -129,8 +129,30 @@ class Ping(Command, tag="ping"):
     pass
 
 
+class Probe(Command, tag="probe"):
+    """Measure the node's link through its shaper.
+
+    The agent ignores `padding`; it is there so that the command has the size
+    the downlink is measured with. The reply carries `reply_bytes` of padding,
+    the size the uplink is measured with.
+    """
+
+    padding: str = ""
+    reply_bytes: int = 0
+
+
 AnyCommand = (
-    Create | Start | Stop | Pause | Unpause | Remove | Inspect | List | Logs | Ping
+    Create
+    | Start
+    | Stop
+    | Pause
+    | Unpause
+    | Remove
+    | Inspect
+    | List
+    | Logs
+    | Ping
+    | Probe
 )
 
 
@@ -144,6 +166,8 @@ class Reply(Message, forbid_unknown_fields=False):
     container: ContainerInfo | None = None
     containers: list[ContainerInfo] | None = None
     logs: str | None = None
+    # Set in the reply to a probe: `reply_bytes` characters.
+    padding: str | None = None
 
 
 # Heartbeats and events, agent -> all
@@ -164,6 +188,12 @@ class Heartbeat(Message):
     disk_total_bytes: int = 0
     containers: list[ContainerInfo] = []
     agent_started_at: float = 0.0
+    # The link: its shaped rate in bits per second (None when not shaped),
+    # when the current connection started and when the next planned
+    # disconnect is due (None when disconnect cycles are off), in Unix seconds.
+    link_rate_bps: float | None = None
+    connected_since: float | None = None
+    next_disconnect_at: float | None = None
 
 
 class ContainerEvent(Message):
@@ -175,6 +205,47 @@ class ContainerEvent(Message):
     action: str
     time: float
     exit_code: int | None = None
+
+
+LinkState = Literal["down", "up"]
+# How a link went down: an announced or abrupt emulated disconnect, or a
+# connection that was lost (the broker went away, the network failed).
+LinkDownMode = Literal["announced", "abrupt", "lost"]
+RateSource = Literal["fixed", "fluctuate", "trace"]
+
+
+class LinkEvent(Message):
+    """The agent's link went down or came back, on `<prefix>.node.<node>.evt.link`.
+
+    A link-down event is sent only for an announced disconnect, right before
+    the connection closes; it carries the planned return. A link-up event is
+    sent after every return, before the events buffered while offline and a
+    heartbeat with the full inventory.
+    """
+
+    node: str
+    state: LinkState
+    time: float
+    mode: LinkDownMode
+    # down: when the agent plans to reconnect, in Unix seconds.
+    planned_return: float | None = None
+    # up: how long the link was down, and the next planned disconnect.
+    offline_s: float | None = None
+    next_disconnect_at: float | None = None
+    # up: events buffered while offline that follow this one, and events the
+    # bounded buffer dropped (the oldest first).
+    buffered_events: int = 0
+    dropped_events: int = 0
+
+
+class RateEvent(Message):
+    """The shaped link rate changed, on `<prefix>.node.<node>.evt.rate`."""
+
+    node: str
+    time: float
+    rate_bps: float
+    previous_bps: float | None
+    source: RateSource
 
 
 class NodeEvent(Message):
@@ -266,6 +337,8 @@ class ApiReply(Message, forbid_unknown_fields=False):
 command_decoder = msgspec.json.Decoder(AnyCommand)
 reply_decoder = msgspec.json.Decoder(Reply)
 heartbeat_decoder = msgspec.json.Decoder(Heartbeat)
+link_event_decoder = msgspec.json.Decoder(LinkEvent)
+rate_event_decoder = msgspec.json.Decoder(RateEvent)
 container_event_decoder = msgspec.json.Decoder(ContainerEvent)
 api_reply_decoder = msgspec.json.Decoder(ApiReply)
 encoder = msgspec.json.Encoder()
