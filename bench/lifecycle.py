@@ -136,7 +136,16 @@ async def run(rounds: int) -> list[dict]:
         url = server.url
         processes = [
             spawn(Path(tmp), "controller", "--nats", url, "serve"),
-            spawn(Path(tmp), "node-agent", "--nats", url, "--node-id", node),
+            spawn(
+                Path(tmp),
+                "node-agent",
+                "--nats",
+                url,
+                "--node-id",
+                node,
+                "--disconnect",
+                "0",
+            ),
         ]
         try:
             async with ApiClient(NatsOptions(url=url), "dsched") as api:

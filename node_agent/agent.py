@@ -1,16 +1,25 @@
-"""The agent: one node's NATS session, command dispatch, heartbeats and events.
+"""The agent: one node's NATS link, command dispatch, heartbeats and events.
 
     async with Agent(AgentSettings(node="atlas-01")) as agent:
         await agent.wait_stopped()
 
 The agent handles commands on `<prefix>.node.<node>.cmd`, publishes
-heartbeats on `<prefix>.node.<node>.hb` and Docker events of its
-containers on `<prefix>.node.<node>.evt.container`.
+heartbeats on `<prefix>.node.<node>.hb`, Docker events of its containers on
+`<prefix>.node.<node>.evt.container`, link changes on `evt.link` and rate
+changes on `evt.rate`.
+
+The link loop owns the NATS connection. It closes it for the offline part
+of each disconnect cycle and reconnects afterwards, and reconnects after a
+real loss as well. While offline, container and rate events wait in a
+bounded buffer, heartbeats pause and replies are lost; commands still
+running finish, so a command sent again with the same id gets its reply.
+When a shaper is set, every message sent and received waits for it.
 """
 
 import asyncio
 import enum
 import logging
+import time
 from dataclasses import dataclass, field
 
 import msgspec
@@ -19,14 +28,34 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from node_agent import session
+from node_agent.bandwidth import (
+    DEFAULT_BURST_BYTES,
+    LinkShaper,
+    RatePlan,
+    describe_rate,
+)
 from node_agent.driver import DEFAULT_CLIENT_TIMEOUT_S, DockerDriver
 from node_agent.errors import AgentError
 from node_agent.events import EventForwarder
 from node_agent.handlers import CommandHandler
-from node_agent.heartbeat import HeartbeatPublisher
+from node_agent.heartbeat import HeartbeatPublisher, LinkFields
 from node_agent.idempotence import ReplyCache
+from node_agent.link import (
+    LinkSettings,
+    OfflineBuffer,
+    clock_time,
+    local_time,
+    reconnect_retrying,
+)
 from node_agent.replies import encode_to_fit
-from schemas.messages import Reply, command_decoder
+from schemas.messages import (
+    LinkDownMode,
+    LinkEvent,
+    RateEvent,
+    Reply,
+    command_decoder,
+    encode,
+)
 from schemas.subjects import DEFAULT_PREFIX, Subjects
 
 logger = logging.getLogger(__name__)
@@ -37,6 +66,8 @@ DEFAULT_DEVICE_TYPE = "x86"
 STOP_GRACE_S = 30.0
 # How long stopping waits for the heartbeat and event tasks to end by themselves.
 TASK_STOP_TIMEOUT_S = 5.0
+# The NATS default, used while no server has said what it allows.
+DEFAULT_MAX_PAYLOAD = 1024 * 1024
 _peek_decoder = msgspec.json.Decoder()
 
 
@@ -59,6 +90,12 @@ class AgentSettings:
     docker_host: str | None = None
     docker_timeout_s: float = DEFAULT_CLIENT_TIMEOUT_S
     node_check_timeout_s: float = session.DEFAULT_NODE_CHECK_TIMEOUT_S
+    # Disconnect cycles are off unless asked for; the node-agent command
+    # turns them on by default.
+    link: LinkSettings = field(default_factory=lambda: LinkSettings(disconnect_s=0))
+    # The link rate over time; None sends and receives unshaped.
+    bandwidth: RatePlan | None = None
+    burst_bytes: int = DEFAULT_BURST_BYTES
 
 
 class Agent:
@@ -77,13 +114,25 @@ class Agent:
         )
         self.state = AgentState.NEW
         self.docker_version = ""
+        self.online = False
+        self.connected_since: float | None = None
+        self.next_disconnect_at: float | None = None
         self._client: Client | None = None
+        self._lost = asyncio.Event()
+        self._max_payload = DEFAULT_MAX_PAYLOAD
         self._subscription: Subscription | None = None
         self._handler = CommandHandler(self.driver)
         self._replies = ReplyCache()
         self._commands: set[asyncio.Task] = set()
         self._tasks: list[asyncio.Task] = []
+        self._link_tasks: list[asyncio.Task] = []
         self._stopped = asyncio.Event()
+        self._offline_buffer = OfflineBuffer(settings.link.event_buffer)
+        self.shaper = (
+            LinkShaper(settings.bandwidth, settings.burst_bytes)
+            if settings.bandwidth is not None
+            else None
+        )
         self._heartbeats = HeartbeatPublisher(
             self.driver,
             self._publish,
@@ -91,9 +140,13 @@ class Agent:
             settings.device_type,
             settings.labels,
             settings.heartbeat_interval_s,
+            online=lambda: self.online,
+            link=self._link_fields,
         )
         self._events = EventForwarder(
-            self.driver, self._publish, self.subjects.node_evt(self.node, "container")
+            self.driver,
+            self._publish_event,
+            self.subjects.node_evt(self.node, "container"),
         )
 
     async def __aenter__(self) -> "Agent":
@@ -118,29 +171,43 @@ class Agent:
             raise
         self.state = AgentState.RUNNING
         logger.info(
-            "node-agent %s connected to %s (docker %s)",
+            "node-agent %s connected to %s (docker %s); %s",
             self.node,
             self.settings.nats.url,
             self.docker_version,
+            self.settings.link.describe(),
         )
 
     async def _open(self) -> None:
         self.docker_version = await asyncio.to_thread(self.driver.connect)
-        self._client = await session.connect(self.settings.nats, self.node)
+        client = await session.connect(self.settings.nats, self.node, self._lost.set)
+        self._client = client
         await session.check_node_id_free(
-            self._client,
+            client,
             self.subjects.node_cmd(self.node),
             self.node,
             self.settings.node_check_timeout_s,
         )
         await self._events.open()
         self._subscription = await session.subscribe(
-            self._client, self.subjects.node_cmd(self.node), self._on_message
+            client, self.subjects.node_cmd(self.node), self._on_message
         )
+        self._went_online(client)
         self._tasks = [
             asyncio.create_task(self._heartbeats.run(), name=f"heartbeats-{self.node}"),
             asyncio.create_task(self._events.run(), name=f"events-{self.node}"),
         ]
+        self._link_tasks = [
+            asyncio.create_task(self._run_link(), name=f"link-{self.node}")
+        ]
+        if self.shaper is not None:
+            self._link_tasks.append(
+                asyncio.create_task(
+                    self.shaper.run(self._on_rate_change), name=f"shaper-{self.node}"
+                )
+            )
+        for task in self._link_tasks:
+            task.add_done_callback(_log_crash)
 
     async def stop(self) -> None:
         """Finish running commands, then drain NATS and close Docker."""
@@ -157,6 +224,9 @@ class Agent:
 
     async def _close(self) -> None:
         self.state = AgentState.STOPPING
+        for task in self._link_tasks:
+            task.cancel()
+        await asyncio.gather(*self._link_tasks, return_exceptions=True)
         await self._finish_commands()
         await self._stop_tasks()
         if self._client is not None:
@@ -166,7 +236,7 @@ class Agent:
         self._stopped.set()
 
     async def _finish_commands(self) -> None:
-        if self._subscription is not None:
+        if self._subscription is not None and self.online:
             await session.unsubscribe(self._subscription, self.node)
         if self._commands:
             await asyncio.wait(self._commands, timeout=STOP_GRACE_S)
@@ -195,21 +265,192 @@ class Agent:
                 f"cannot {action} agent {self.node!r} in state {self.state.value!r}"
             )
 
+    # The link
+
+    async def _run_link(self) -> None:
+        """Go offline and come back per the disconnect cycle, or after a loss."""
+        link = self.settings.link
+        while True:
+            planned = await self._wait_until_link_ends()
+            down_at = time.monotonic()
+            mode: LinkDownMode
+            if planned:
+                mode = link.mode
+                return_at = down_at + link.reconnect_s
+                await self._go_offline(mode, clock_time(return_at))
+                logger.info(
+                    "node %s: link down (%s) until %s, in %g s",
+                    self.node,
+                    mode,
+                    local_time(clock_time(return_at)),
+                    link.reconnect_s,
+                )
+                await asyncio.sleep(max(0.0, return_at - time.monotonic()))
+            else:
+                mode = "lost"
+                self.online = False
+                self._client = None
+                logger.warning(
+                    "node %s lost its NATS connection; reconnecting with backoff "
+                    "up to %g s between attempts",
+                    self.node,
+                    link.reconnect_max_wait_s,
+                )
+            await self._reconnect()
+            await self._came_back(mode, time.monotonic() - down_at)
+
+    async def _wait_until_link_ends(self) -> bool:
+        """Wait for the planned disconnect (True) or a lost connection (False)."""
+        timeout_s = None
+        if self.next_disconnect_at is not None:
+            timeout_s = max(0.0, self.next_disconnect_at - time.time())
+        try:
+            await asyncio.wait_for(self._lost.wait(), timeout_s)
+        except TimeoutError:
+            return True
+        return False
+
+    async def _go_offline(self, mode: LinkDownMode, planned_return: float) -> None:
+        # From here on events wait in the buffer and heartbeats pause.
+        self.online = False
+        client, self._client = self._client, None
+        if client is None:
+            return
+        if mode == "announced":
+            event = LinkEvent(
+                node=self.node,
+                state="down",
+                time=time.time(),
+                mode=mode,
+                planned_return=planned_return,
+            )
+            await self._transmit(
+                client, self.subjects.node_evt(self.node, "link"), encode(event)
+            )
+            await session.close(client, self.node)
+        else:
+            await session.drop(client, self.node)
+
+    async def _reconnect(self) -> None:
+        url = self.settings.nats.url
+        retrying = reconnect_retrying(
+            self.settings.link.reconnect_max_wait_s, self.node, url
+        )
+        async for attempt in retrying:
+            with attempt:
+                await self._connect_again()
+
+    async def _connect_again(self) -> None:
+        lost = asyncio.Event()
+        client = await session.connect(self.settings.nats, self.node, lost.set)
+        try:
+            subscription = await session.subscribe(
+                client, self.subjects.node_cmd(self.node), self._on_message
+            )
+        except BaseException:
+            await session.close(client, self.node)
+            raise
+        self._lost = lost
+        self._client = client
+        self._subscription = subscription
+        self._went_online(client)
+
+    def _went_online(self, client: Client) -> None:
+        self.online = True
+        self._max_payload = client.max_payload
+        now = time.time()
+        self.connected_since = now
+        self.next_disconnect_at = None
+        if self.settings.link.cycles:
+            self.next_disconnect_at = now + self.settings.link.disconnect_s
+
+    async def _came_back(self, mode: LinkDownMode, offline_s: float) -> None:
+        held, dropped = self._offline_buffer.take()
+        event = LinkEvent(
+            node=self.node,
+            state="up",
+            time=time.time(),
+            mode=mode,
+            offline_s=offline_s,
+            next_disconnect_at=self.next_disconnect_at,
+            buffered_events=len(held),
+            dropped_events=dropped,
+        )
+        next_disconnect = (
+            f"next disconnect at {local_time(self.next_disconnect_at)}"
+            if self.next_disconnect_at is not None
+            else "no disconnect planned"
+        )
+        logger.info(
+            "node %s: link up after %.2f s offline (%s); %s",
+            self.node,
+            offline_s,
+            mode,
+            next_disconnect,
+        )
+        if dropped:
+            logger.warning(
+                "node %s: the offline buffer was full; dropped the %d oldest events",
+                self.node,
+                dropped,
+            )
+        await self._publish(self.subjects.node_evt(self.node, "link"), encode(event))
+        for subject, data in held:
+            await self._publish_event(subject, data)
+        self._heartbeats.kick()
+
+    def _link_fields(self) -> LinkFields:
+        return LinkFields(
+            link_rate_bps=self.shaper.rate_bps if self.shaper is not None else None,
+            connected_since=self.connected_since,
+            next_disconnect_at=self.next_disconnect_at,
+        )
+
+    async def _on_rate_change(self, previous_bps: float | None, rate_bps: float):
+        assert self.shaper is not None
+        logger.info(
+            "node %s: link rate %s (%s)",
+            self.node,
+            describe_rate(rate_bps),
+            self.shaper.source,
+        )
+        event = RateEvent(
+            node=self.node,
+            time=time.time(),
+            rate_bps=rate_bps,
+            previous_bps=previous_bps,
+            source=self.shaper.source,
+        )
+        await self._publish_event(
+            self.subjects.node_evt(self.node, "rate"), encode(event)
+        )
+
     # Commands
 
     async def _on_message(self, message: Msg) -> None:
         # nats-py runs callbacks of one subscription one after another, so
-        # each command runs in its own task: a long stop blocks nothing.
+        # the downlink shaper delays each message in turn, and each command
+        # runs in its own task: a long stop blocks nothing.
+        if self.shaper is not None:
+            await self.shaper.receive(len(message.data))
         task = asyncio.create_task(self._serve(message))
         self._commands.add(task)
         task.add_done_callback(self._commands.discard)
 
     async def _serve(self, message: Msg) -> None:
         reply = await self.reply_to(message.data)
-        if message.reply and self._client is not None:
-            # nats-py stores the server's max payload from its INFO message.
-            data = encode_to_fit(reply, self._client.max_payload)
-            await self._publish(message.reply, data)
+        if not message.reply:
+            return
+        if not self.online:
+            logger.warning(
+                "node %s: the reply to command %s is lost: the link is down; "
+                "the command sent again gets it",
+                self.node,
+                reply.id,
+            )
+            return
+        # nats-py stores the server's max payload from its INFO message.
+        await self._publish(message.reply, encode_to_fit(reply, self._max_payload))
 
     async def reply_to(self, data: bytes) -> Reply:
         """Decode one command, run it unless its id was seen, and return the reply."""
@@ -250,9 +491,35 @@ class Agent:
 
         return self._handler.error_reply(command_id, error)
 
-    async def _publish(self, subject: str, data: bytes) -> None:
-        if self._client is not None:
-            await session.publish(self._client, subject, data, self.node)
+    async def _publish(self, subject: str, data: bytes) -> bool:
+        """Send through the shaper; drop the message if the link is down."""
+        client = self._client
+        if not self.online or client is None:
+            return False
+        return await self._transmit(client, subject, data)
+
+    async def _publish_event(self, subject: str, data: bytes) -> bool:
+        """Send through the shaper; keep the message if the link is down."""
+        client = self._client
+        online = self.online and client is not None
+        if online and await self._transmit(client, subject, data):
+            return True
+        self._offline_buffer.add(subject, data)
+        return False
+
+    async def _transmit(self, client: Client, subject: str, data: bytes) -> bool:
+        if self.shaper is not None:
+            await self.shaper.send(len(data))
+        if client.is_closed:
+            return False
+        return await session.publish(client, subject, data, self.node)
+
+
+def _log_crash(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error(
+            "task %s ended unexpectedly", task.get_name(), exc_info=task.exception()
+        )
 
 
 def _peek_id(data: bytes) -> str:

@@ -14,10 +14,27 @@ from node_agent.agent import (
     Agent,
     AgentSettings,
 )
+from node_agent.bandwidth import (
+    DEFAULT_BURST_BYTES,
+    DEFAULT_FLUCTUATE_INTERVAL_S,
+    FixedRate,
+    FluctuatingRate,
+    RatePlan,
+    TraceRate,
+)
 from node_agent.errors import AgentError
+from node_agent.link import (
+    DEFAULT_DISCONNECT_S,
+    DEFAULT_EVENT_BUFFER,
+    DEFAULT_RECONNECT_MAX_WAIT_S,
+    DEFAULT_RECONNECT_S,
+    LinkSettings,
+)
 from node_agent.session import DEFAULT_NATS_URL, NatsOptions
+from node_agent.traces import load_trace, parse_rate
 from schemas.names import MAX_NAME_LENGTH, check_name
 from schemas.subjects import DEFAULT_PREFIX, Subjects
+from schemas.values import parse_size
 
 EXIT_ERROR = 1
 # The same numbers as the controller's exit codes for a conflict and an
@@ -76,11 +93,44 @@ def _check_labels(
     return labels
 
 
+def _check_positive(ctx: click.Context, param: click.Parameter, value: float):
+    if value <= 0:
+        raise click.BadParameter(f"{value!r} must be greater than 0 seconds")
+    return value
+
+
+def _check_rate(ctx: click.Context, param: click.Parameter, value: str | None):
+    if value is None:
+        return None
+    try:
+        return parse_rate(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _check_burst(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    try:
+        burst = parse_size(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if burst < 1:
+        raise click.BadParameter(f"burst {value!r} must be at least 1 byte")
+    return burst
+
+
+RATE_UNITS_HELP = (
+    "RATE is a number with a unit: bit, kbit, Mbit, Gbit (or bps, kbps, Mbps, "
+    "Gbps) are bits per second; B/s, kB/s, MB/s, GB/s are bytes per second; "
+    "k, M and G are powers of 1000. So 100Mbit = 100Mbps = 12.5MB/s."
+)
+
+
 @click.command(
     context_settings={"help_option_names": ["-h", "--help"]},
-    epilog="Exit codes: 0 stopped by SIGTERM or SIGINT, 1 other failure, 2 usage "
+    epilog=RATE_UNITS_HELP
+    + "\n\nExit codes: 0 stopped by SIGTERM or SIGINT, 1 other failure, 2 usage "
     f"error, {EXIT_NODE_ID_IN_USE} node id in use, {EXIT_UNAVAILABLE} NATS or "
-    "Docker unreachable.",
+    "Docker unreachable at start-up.",
 )
 @click.option(
     "--nats",
@@ -158,6 +208,120 @@ def _check_labels(
     help="First token of every NATS subject.",
 )
 @click.option(
+    "--disconnect",
+    "disconnect_s",
+    type=float,
+    metavar="SECONDS",
+    default=DEFAULT_DISCONNECT_S,
+    show_default=True,
+    help="Disconnect cycles: stay connected this long, then go offline for "
+    "--reconnect seconds, and repeat. 0 or less turns cycles off.",
+)
+@click.option(
+    "--reconnect",
+    "reconnect_s",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    default=DEFAULT_RECONNECT_S,
+    show_default=True,
+    help="Length of the offline part of each disconnect cycle.",
+)
+@click.option(
+    "--disconnect-mode",
+    type=click.Choice(["announced", "abrupt"]),
+    default="announced",
+    show_default=True,
+    help="announced: publish a link-down event with the planned return, then "
+    "close the connection. abrupt: drop the socket without a word, as a "
+    "failed link would.",
+)
+@click.option(
+    "--reconnect-max-wait",
+    "reconnect_max_wait_s",
+    type=float,
+    metavar="SECONDS",
+    default=DEFAULT_RECONNECT_MAX_WAIT_S,
+    show_default=True,
+    callback=_check_positive,
+    help="Longest wait between reconnect attempts; the waits grow exponentially, "
+    "with jitter, up to this cap.",
+)
+@click.option(
+    "--offline-buffer",
+    type=click.IntRange(min=1),
+    metavar="COUNT",
+    default=DEFAULT_EVENT_BUFFER,
+    show_default=True,
+    help="Events kept while offline and sent on return; the oldest are dropped "
+    "first, and the count dropped is reported.",
+)
+@click.option(
+    "--bandwidth",
+    "bandwidth_bps",
+    metavar="RATE",
+    callback=_check_rate,
+    help="Shape the link to a fixed RATE, e.g. 100Mbit, 20Mbps, 5MB/s. "
+    "Default: not shaped.",
+)
+@click.option(
+    "--bandwidth-fluctuate",
+    is_flag=True,
+    help="Shape the link to a rate drawn uniformly from --bandwidth-min to "
+    "--bandwidth-max every --fluctuate-interval seconds.",
+)
+@click.option(
+    "--bandwidth-min",
+    "bandwidth_min_bps",
+    metavar="RATE",
+    default="50Mbit",
+    show_default=True,
+    callback=_check_rate,
+    help="Lowest rate of --bandwidth-fluctuate.",
+)
+@click.option(
+    "--bandwidth-max",
+    "bandwidth_max_bps",
+    metavar="RATE",
+    default="500Mbit",
+    show_default=True,
+    callback=_check_rate,
+    help="Highest rate of --bandwidth-fluctuate.",
+)
+@click.option(
+    "--fluctuate-interval",
+    "fluctuate_interval_s",
+    type=float,
+    metavar="SECONDS",
+    default=DEFAULT_FLUCTUATE_INTERVAL_S,
+    show_default=True,
+    callback=_check_positive,
+    help="Seconds between two draws of --bandwidth-fluctuate.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    help="Seed of the --bandwidth-fluctuate draws, to repeat an experiment. "
+    "Default: a different sequence each run.",
+)
+@click.option(
+    "--bandwidth-trace",
+    type=click.Path(exists=True, dir_okay=False),
+    metavar="FILE",
+    help="Replay a bandwidth trace in a loop: a Mahimahi trace (one delivery "
+    "time in ms per 1500-byte packet per line) or a CSV of seconds,rate rows.",
+)
+@click.option(
+    "--burst",
+    "burst_bytes",
+    metavar="SIZE",
+    default=str(DEFAULT_BURST_BYTES),
+    show_default=True,
+    callback=_check_burst,
+    help="Bytes the shaper lets pass at once after an idle moment, e.g. 64k. "
+    "A larger message still passes: it waits as long as the link needs for "
+    "the bytes beyond the burst, so the average rate holds.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     default="INFO",
@@ -176,11 +340,30 @@ def main(
     heartbeat_s: float,
     docker_host: str | None,
     prefix: str,
+    disconnect_s: float,
+    reconnect_s: float,
+    disconnect_mode: str,
+    reconnect_max_wait_s: float,
+    offline_buffer: int,
+    bandwidth_bps: float | None,
+    bandwidth_fluctuate: bool,
+    bandwidth_min_bps: float,
+    bandwidth_max_bps: float,
+    fluctuate_interval_s: float,
+    seed: int | None,
+    bandwidth_trace: str | None,
+    burst_bytes: int,
     log_level: str,
 ) -> None:
     """Run the agent of one node: execute the controller's commands on the
-    local Docker Engine, and publish heartbeats and container events."""
+    local Docker Engine, and publish heartbeats and container events.
+
+    The agent also emulates an unreliable edge link: disconnect cycles are on
+    by default (connected 30 s, offline 20 s; --disconnect 0 turns them off),
+    and --bandwidth, --bandwidth-fluctuate or --bandwidth-trace shape every
+    message it sends and receives."""
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    bandwidth = _rate_plan(click.get_current_context())
     settings = AgentSettings(
         node=node_id,
         device_type=device_type,
@@ -191,12 +374,68 @@ def main(
             url=nats_url, creds_file=creds, user=user, password=password, token=token
         ),
         docker_host=docker_host,
+        link=LinkSettings(
+            disconnect_s=disconnect_s,
+            reconnect_s=reconnect_s,
+            mode=disconnect_mode,
+            reconnect_max_wait_s=reconnect_max_wait_s,
+            event_buffer=offline_buffer,
+        ),
+        bandwidth=bandwidth,
+        burst_bytes=burst_bytes,
     )
     try:
         asyncio.run(run_agent(settings))
     except AgentError as exc:
         click.echo(f"node-agent: error: {exc.message}", err=True)
         sys.exit(_EXIT_CODES.get(exc.code, EXIT_ERROR))
+
+
+# Options that apply only with --bandwidth-fluctuate, by parameter name.
+_FLUCTUATE_ONLY = {
+    "bandwidth_min_bps": "--bandwidth-min",
+    "bandwidth_max_bps": "--bandwidth-max",
+    "fluctuate_interval_s": "--fluctuate-interval",
+    "seed": "--seed",
+}
+
+
+def _rate_plan(ctx: click.Context) -> RatePlan | None:
+    """Return the rate plan the bandwidth options ask for; None when unshaped."""
+    params = ctx.params
+    chosen = [
+        option
+        for option, given in (
+            ("--bandwidth", params["bandwidth_bps"] is not None),
+            ("--bandwidth-fluctuate", params["bandwidth_fluctuate"]),
+            ("--bandwidth-trace", params["bandwidth_trace"] is not None),
+        )
+        if given
+    ]
+    if len(chosen) > 1:
+        raise click.UsageError(f"{' and '.join(chosen)} exclude each other; use one")
+    source = click.core.ParameterSource.COMMANDLINE
+    for name, option in _FLUCTUATE_ONLY.items():
+        if (
+            ctx.get_parameter_source(name) is source
+            and not params["bandwidth_fluctuate"]
+        ):
+            raise click.UsageError(f"{option} applies only with --bandwidth-fluctuate")
+    try:
+        if params["bandwidth_fluctuate"]:
+            return FluctuatingRate(
+                params["bandwidth_min_bps"],
+                params["bandwidth_max_bps"],
+                params["fluctuate_interval_s"],
+                params["seed"],
+            )
+        if params["bandwidth_bps"] is not None:
+            return FixedRate(params["bandwidth_bps"])
+        if params["bandwidth_trace"] is not None:
+            return TraceRate(load_trace(params["bandwidth_trace"]))
+    except (ValueError, OSError) as exc:
+        raise click.UsageError(str(exc)) from None
+    return None
 
 
 async def run_agent(settings: AgentSettings) -> None:

@@ -15,6 +15,7 @@ from schemas.messages import (
     Logs,
     Pause,
     Ping,
+    Probe,
     Remove,
     Reply,
     Start,
@@ -23,6 +24,9 @@ from schemas.messages import (
 )
 
 logger = logging.getLogger(__name__)
+
+# The most padding a probe may ask for; NATS servers allow at most 64 MiB.
+MAX_PROBE_REPLY_BYTES = 64 * 1024 * 1024
 
 
 class CommandHandler:
@@ -96,6 +100,8 @@ class CommandHandler:
                 return self._ok(command, logs=logs)
             case Ping():
                 return self._ok(command)
+            case Probe(reply_bytes=reply_bytes):
+                return self._ok(command, padding=probe_padding(reply_bytes))
 
         return self._ok(command, container=info)
 
@@ -115,3 +121,14 @@ class CommandHandler:
 def command_type(command: AnyCommand) -> str:
     """Return the command's tag on the wire, e.g. "create"."""
     return type(command).__struct_config__.tag
+
+
+def probe_padding(size: int) -> str:
+    """Return `size` characters for a probe reply; reject sizes out of range."""
+    if not 0 <= size <= MAX_PROBE_REPLY_BYTES:
+        raise AgentError(
+            "invalid",
+            f"probe reply size {size} is out of range: use 0 to "
+            f"{MAX_PROBE_REPLY_BYTES} bytes",
+        )
+    return "x" * size

@@ -5,6 +5,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
 from node_agent.driver import DockerDriver
 from node_agent.errors import AgentError
@@ -13,15 +14,27 @@ from schemas.messages import ContainerInfo, Heartbeat, encode
 
 logger = logging.getLogger(__name__)
 
-Publish = Callable[[str, bytes], Awaitable[None]]
+# Returns whether the message was sent.
+Publish = Callable[[str, bytes], Awaitable[bool]]
+
+
+class LinkFields(NamedTuple):
+    """The link state a heartbeat carries; see Heartbeat in schemas.messages."""
+
+    link_rate_bps: float | None = None
+    connected_since: float | None = None
+    next_disconnect_at: float | None = None
 
 
 class HeartbeatPublisher:
     """Publish one Heartbeat every `interval_s` seconds with an increasing `seq`.
 
-    The container list is read in a worker thread. When Docker cannot be
-    read, the heartbeat carries the last inventory that could be read, so
-    the node stays online while its engine is briefly unreachable.
+    Heartbeats are sent only while `online()` is true, so the sequence goes on
+    without a gap after an offline window; `kick()` sends one at once and
+    starts the schedule again from it. The container list is read in a
+    worker thread. When Docker cannot be read, the heartbeat carries the last
+    inventory that could be read, so the node stays online while its engine
+    is briefly unreachable.
     """
 
     def __init__(
@@ -32,6 +45,8 @@ class HeartbeatPublisher:
         device_type: str,
         labels: dict[str, str],
         interval_s: float,
+        online: Callable[[], bool] = lambda: True,
+        link: Callable[[], LinkFields] = LinkFields,
     ) -> None:
         self.driver = driver
         self.node = driver.node
@@ -42,6 +57,9 @@ class HeartbeatPublisher:
         self.seq = 0
         self.started_at = time.time()
         self._publish = publish
+        self._online = online
+        self._link = link
+        self._wake = asyncio.Event()
         self._sampler = TelemetrySampler()
         self._inventory: list[ContainerInfo] = []
         self._inventory_failing = False
@@ -51,7 +69,8 @@ class HeartbeatPublisher:
         """Publish heartbeats on a fixed schedule until `stop()`."""
         next_at = time.monotonic()
         while not self._stop_requested.is_set():
-            await self.publish_one()
+            if self._online():
+                await self.publish_one()
             next_at += self.interval_s
             delay_s = next_at - time.monotonic()
             if delay_s < 0:
@@ -59,27 +78,36 @@ class HeartbeatPublisher:
                 next_at = time.monotonic()
                 delay_s = 0
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop_requested.wait(), delay_s)
+                await asyncio.wait_for(self._wake.wait(), delay_s)
+            if self._wake.is_set():
+                self._wake.clear()
+                next_at = time.monotonic()
+
+    def kick(self) -> None:
+        """Send a heartbeat now, and the next ones an interval apart from it."""
+        self._wake.set()
 
     def stop(self) -> None:
         """End `run()` after the heartbeat in progress, so no thread outlives it."""
         self._stop_requested.set()
+        self._wake.set()
 
     async def publish_one(self) -> Heartbeat:
+        """Build and send a heartbeat; `seq` counts only the ones sent."""
         heartbeat = await self.build()
-        await self._publish(self.subject, encode(heartbeat))
-        logger.debug("node %s sent heartbeat %d", self.node, heartbeat.seq)
+        if await self._publish(self.subject, encode(heartbeat)):
+            self.seq = heartbeat.seq
+            logger.debug("node %s sent heartbeat %d", self.node, heartbeat.seq)
 
         return heartbeat
 
     async def build(self) -> Heartbeat:
         containers = await self._read_inventory()
         telemetry = self._sampler.sample()
-        self.seq += 1
 
         return Heartbeat(
             node=self.node,
-            seq=self.seq,
+            seq=self.seq + 1,
             sent_at=time.time(),
             interval_s=self.interval_s,
             device_type=self.device_type,
@@ -87,6 +115,7 @@ class HeartbeatPublisher:
             containers=containers,
             agent_started_at=self.started_at,
             **telemetry._asdict(),
+            **self._link()._asdict(),
         )
 
     async def _read_inventory(self) -> list[ContainerInfo]:
@@ -104,6 +133,5 @@ class HeartbeatPublisher:
         if self._inventory_failing:
             logger.info("node %s reads its container inventory again", self.node)
         self._inventory_failing = False
-        self._stop_requested = asyncio.Event()
 
         return self._inventory

@@ -7,6 +7,7 @@ one exception.
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -22,7 +23,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_CONNECT_TIMEOUT_S = 3.0
 DEFAULT_NODE_CHECK_TIMEOUT_S = 1.0
-RECONNECT_WAIT_S = 1.0
+CONNECT_RETRY_WAIT_S = 0.1
+PING_INTERVAL_S = 5
+MAX_OUTSTANDING_PINGS = 3
 # Errors that nats-py 2.16 reports to the error callback right before it drops
 # the connection and reconnects: from its read loop and its flusher.
 _CONNECTION_LOSS_ERRORS = (OSError, nats.errors.UnexpectedEOF)
@@ -40,14 +43,16 @@ class NatsOptions:
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
 
 
-async def connect(options: NatsOptions, node: str) -> Client:
-    """Connect to NATS, reconnecting without limit once the first connect worked.
+async def connect(
+    options: NatsOptions, node: str, on_lost: Callable[[], None] | None = None
+) -> Client:
+    """Connect to NATS once; raise an `unavailable` AgentError when that fails.
 
-    nats-py retries a failed first connect forever when reconnects are
-    unlimited, so the first connect is bounded by `connect_timeout_s` here.
+    The client does not reconnect by itself: when the connection is lost it
+    closes and calls `on_lost`, and the agent's link loop reconnects.
     """
     client = Client()
-    callbacks = _ConnectionCallbacks(node, client)
+    callbacks = _ConnectionCallbacks(node, client, on_lost)
     try:
         await asyncio.wait_for(
             client.connect(**_connect_kwargs(options, node, callbacks)),
@@ -56,6 +61,9 @@ async def connect(options: NatsOptions, node: str) -> Client:
     except (OSError, TimeoutError, nats.errors.Error) as exc:
         await client.close()
         raise _connect_error(options, callbacks.first_errors, exc) from exc
+    except asyncio.CancelledError:
+        await client.close()
+        raise
     callbacks.connected = True
 
     return client
@@ -101,73 +109,32 @@ def _connect_error(
 
 
 class _ConnectionCallbacks:
-    """Log connection changes; keep the errors of the first connect for its message.
+    """Keep the errors of the first connect; report a lost connection once."""
 
-    While the client reconnects, nats-py reports every failed attempt to
-    `on_error`, once per `RECONNECT_WAIT_S`. Those go to DEBUG, so the log
-    shows the connection loss once at WARNING, with the error that caused
-    it, and the recovery once at INFO, with the number of failed attempts.
-    """
-
-    def __init__(self, node: str, client: Client) -> None:
+    def __init__(
+        self, node: str, client: Client, on_lost: Callable[[], None] | None
+    ) -> None:
         self.node = node
         self.client = client
+        self.on_lost = on_lost
         self.connected = False
         self.first_errors: list[Exception] = []
-        self.failed_reconnects = 0
-        self.disconnected_at: float | None = None
         self.loss_cause: Exception | None = None
 
     async def on_error(self, exc: Exception) -> None:
         if not self.connected:
             self.first_errors.append(exc)
             return
-        if self.disconnected_at is None:
-            self._on_error_while_connected(exc)
+        if isinstance(exc, _CONNECTION_LOSS_ERRORS):
+            # The warning of the link loop names this error.
+            self.loss_cause = exc
+            logger.debug("node %s NATS connection failed: %s", self.node, exc)
             return
-        self.failed_reconnects += 1
-        logger.debug(
-            "node %s: reconnect attempt %d to NATS failed: %s",
-            self.node,
-            self.failed_reconnects,
-            _describe(exc),
-        )
+        logger.warning("node %s NATS error: %s", self.node, _describe(exc))
 
-    def _on_error_while_connected(self, exc: Exception) -> None:
-        if not isinstance(exc, _CONNECTION_LOSS_ERRORS):
-            logger.warning("node %s NATS error: %s", self.node, _describe(exc))
-            return
-        # The disconnect warning that follows names this error.
-        self.loss_cause = exc
-        logger.debug("node %s NATS connection failed: %s", self.node, _describe(exc))
-
-    async def on_disconnected(self) -> None:
-        closing = self.client.is_draining or self.client.is_closed
-        if not self.connected or closing or self.disconnected_at is not None:
-            return
-        self.disconnected_at = time.monotonic()
-        self.failed_reconnects = 0
-        cause = f" ({_describe(self.loss_cause)})" if self.loss_cause else ""
-        logger.warning(
-            "node %s disconnected from NATS%s; reconnecting every %.1f s",
-            self.node,
-            cause,
-            RECONNECT_WAIT_S,
-        )
-
-    async def on_reconnected(self) -> None:
-        down_s = 0.0
-        if self.disconnected_at is not None:
-            down_s = time.monotonic() - self.disconnected_at
-        logger.info(
-            "node %s reconnected to NATS after %.1f s and %d failed attempts",
-            self.node,
-            down_s,
-            self.failed_reconnects,
-        )
-        self.disconnected_at = None
-        self.failed_reconnects = 0
-        self.loss_cause = None
+    async def on_closed(self) -> None:
+        if self.connected and self.on_lost is not None:
+            self.on_lost()
 
 
 def _connect_kwargs(
@@ -181,11 +148,17 @@ def _connect_kwargs(
         "password": options.password,
         "token": options.token,
         "connect_timeout": options.connect_timeout_s,
-        "reconnect_time_wait": RECONNECT_WAIT_S,
-        "max_reconnect_attempts": -1,
+        "allow_reconnect": False,
+        # nats-py keeps retrying a first connect unless the server is dropped
+        # from its pool, which happens after the second failed try.
+        "max_reconnect_attempts": 1,
+        "reconnect_time_wait": CONNECT_RETRY_WAIT_S,
+        # A link that fails without closing the socket is noticed after
+        # PING_INTERVAL_S * (MAX_OUTSTANDING_PINGS + 1) seconds at most.
+        "ping_interval": PING_INTERVAL_S,
+        "max_outstanding_pings": MAX_OUTSTANDING_PINGS,
         "error_cb": callbacks.on_error,
-        "disconnected_cb": callbacks.on_disconnected,
-        "reconnected_cb": callbacks.on_reconnected,
+        "closed_cb": callbacks.on_closed,
     }
 
 
@@ -229,18 +202,16 @@ def _responder(data: bytes) -> str:
         return "a client"
 
 
-async def publish(client: Client, subject: str, data: bytes, node: str) -> None:
-    """Publish `data`, logging instead of raising when NATS cannot take it.
-
-    While the client reconnects, nats-py buffers what is published; a
-    message is lost only when that buffer is full or the client is closed.
-    """
+async def publish(client: Client, subject: str, data: bytes, node: str) -> bool:
+    """Publish `data`; return False, logging why, when NATS cannot take it."""
     try:
         await client.publish(subject, data)
     except nats.errors.Error as exc:
         logger.warning(
             "node %s lost a message to %s: %s", node, subject, _describe(exc)
         )
+        return False
+    return True
 
 
 async def subscribe(client: Client, subject: str, callback) -> Subscription:
@@ -265,6 +236,35 @@ async def unsubscribe(subscription: Subscription, node: str) -> None:
         await subscription.unsubscribe()
     except nats.errors.Error as exc:
         logger.debug("node %s: unsubscribing failed: %s", node, _describe(exc))
+
+
+async def close(client: Client, node: str) -> None:
+    """Close the connection after sending what is pending."""
+    try:
+        await client.close()
+    except (nats.errors.Error, OSError) as exc:
+        logger.debug("node %s: closing NATS failed: %s", node, _describe(exc))
+
+
+async def drop(client: Client, node: str) -> None:
+    """Drop the connection as a failed link would: what is pending is lost.
+
+    nats-py has no call for this, so the pending buffer is emptied and the
+    socket aborted through its private attributes; when they are missing
+    (another nats-py version), the connection is closed instead.
+    """
+    writer = getattr(getattr(client, "_transport", None), "_io_writer", None)
+    if writer is None or not hasattr(client, "_pending"):
+        logger.warning(
+            "node %s: cannot abort the NATS socket with this nats-py; closing it",
+            node,
+        )
+        await close(client, node)
+        return
+    client._pending.clear()
+    client._pending_data_size = 0
+    writer.transport.abort()
+    await close(client, node)
 
 
 async def drain(client: Client, node: str) -> None:

@@ -13,12 +13,15 @@ Limitations:
 - A rate change takes effect for the bytes not yet paid for: a waiter
   re-checks when it wakes, and `set_rate` wakes all waiters so they wait at
   the new rate.
+- A rate of 0 stalls the link: waiters sleep until the rate changes. Traces
+  have seconds in which nothing is delivered.
 - The shaper meters one process; agents on one host do not share a bucket.
 - Messages pass in the order they were metered, whatever their size.
 """
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Callable
 
@@ -82,6 +85,8 @@ class TokenBucket:
         missing_bytes = position - self._earned
         if missing_bytes <= 0:
             return 0.0
+        if self.rate_bps == 0:
+            return math.inf
         return missing_bytes * BITS_PER_BYTE / self.rate_bps
 
     async def acquire(self, size_bytes: int) -> None:
@@ -89,8 +94,9 @@ class TokenBucket:
         position = self.meter(size_bytes)
         while (delay_s := self.wait_s(position)) > 0:
             # set_rate ends the wait early, so the rest is waited at the new rate.
+            timeout_s = None if math.isinf(delay_s) else delay_s
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._rate_changed.wait(), delay_s)
+                await asyncio.wait_for(self._rate_changed.wait(), timeout_s)
 
     def _refill(self) -> None:
         now = self._clock()
@@ -101,5 +107,5 @@ class TokenBucket:
 
     @staticmethod
     def _check_rate(rate_bps: float) -> None:
-        if rate_bps <= 0:
-            raise ValueError(f"rate_bps must be positive, got {rate_bps!r}")
+        if rate_bps < 0:
+            raise ValueError(f"rate_bps must not be negative, got {rate_bps!r}")

@@ -1,4 +1,5 @@
 import asyncio
+import math
 
 import pytest
 
@@ -94,9 +95,21 @@ def test_rate_change_applies_to_unpaid_bytes():
     assert shaper.wait_s(position) == pytest.approx(0.5)
 
 
+def test_zero_rate_stalls_until_the_rate_changes():
+    shaper, clock = bucket(rate_bps=8 * MBIT, burst_bytes=10_000)
+    shaper.set_rate(0)
+    position = shaper.meter(20_000)
+
+    clock.advance(60)
+
+    assert shaper.wait_s(position) == math.inf
+    shaper.set_rate(8 * MBIT)
+    assert shaper.wait_s(position) == pytest.approx(0.01)
+
+
 def test_invalid_settings_are_rejected():
-    with pytest.raises(ValueError, match="rate_bps must be positive, got 0"):
-        TokenBucket(0, 1000)
+    with pytest.raises(ValueError, match="rate_bps must not be negative, got -1"):
+        TokenBucket(-1, 1000)
     with pytest.raises(ValueError, match="burst_bytes must be positive, got 0"):
         TokenBucket(MBIT, 0)
 
