@@ -1,6 +1,6 @@
 """The agent's link rate over time, and the shaper that meters both directions.
 
-A rate plan says which rate holds for how long: a fixed rate, a rate drawn
+A rate plan gives each rate and how long it lasts: a fixed rate, a rate drawn
 uniformly from a range at a fixed interval, or a bandwidth trace replayed in
 a loop. `LinkShaper` follows a plan and meters what the agent sends on the
 uplink bucket and what it receives on the downlink bucket. Both buckets run
@@ -24,7 +24,7 @@ DEFAULT_FLUCTUATE_MIN_BPS = 50e6
 DEFAULT_FLUCTUATE_MAX_BPS = 500e6
 DEFAULT_FLUCTUATE_INTERVAL_S = 5.0
 
-# A step of a plan: the rate in bits per second and how long it holds.
+# A step of a plan: the rate in bits per second and how long it lasts.
 Step = tuple[float, float]
 RateChanged = Callable[[float | None, float], Awaitable[None]]
 

@@ -192,7 +192,7 @@ async def test_same_node_id_rejected_in_process(agent, agent_settings):
     assert duplicate.state.value == "stopped"
 
 
-async def test_broker_outage_is_logged_attempt_by_attempt(
+async def test_broker_outage_logs_each_attempt(
     agent, nats_server, nats_client, caplog
 ):
     caplog.set_level(logging.INFO, logger="node_agent")

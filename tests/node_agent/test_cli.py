@@ -25,6 +25,28 @@ def test_default_node_id_is_valid_name():
         (["--heartbeat", "0"], "must be greater than 0 seconds"),
         (["--label", "nolabel"], "invalid label 'nolabel'"),
         (["--prefix", "a.*"], "invalid subject prefix token '*'"),
+        (["--bandwidth", "fast"], "invalid rate 'fast'"),
+        (["--bandwidth", "0Mbit"], "must be greater than 0"),
+        (
+            ["--bandwidth", "10Mbit", "--bandwidth-fluctuate"],
+            "--bandwidth and --bandwidth-fluctuate exclude each other",
+        ),
+        (["--seed", "3"], "--seed applies only with --bandwidth-fluctuate"),
+        (["--bandwidth-min", "1Mbit"], "--bandwidth-min applies only with"),
+        (
+            [
+                "--bandwidth-fluctuate",
+                "--bandwidth-min",
+                "9Mbit",
+                "--bandwidth-max",
+                "1Mbit",
+            ],
+            "the minimum must be above 0 and at most the maximum",
+        ),
+        (["--burst", "lots"], "invalid size 'lots'"),
+        (["--reconnect", "-1"], "-1.0 is not in the range x>=0"),
+        (["--reconnect-max-wait", "0"], "must be greater than 0 seconds"),
+        (["--disconnect-mode", "polite"], "'polite' is not one of"),
     ],
 )
 def test_invalid_option_rejected(args, message):
@@ -41,6 +63,38 @@ def test_help_states_units_and_defaults():
     assert "Heartbeat interval in seconds" in result.output
     assert "default: 5.0" in result.output
     assert "default: nats://127.0.0.1:4222" in result.output
+    text = " ".join(result.output.split())
+    assert "0 or less turns cycles off. [default: 30.0]" in text
+    assert "[default: 20.0; x>=0]" in text
+    assert "So 100Mbit = 100Mbps = 12.5MB/s" in text
+
+
+def test_bad_trace_file_is_a_usage_error(tmp_path):
+    trace = tmp_path / "bad.down"
+    trace.write_text("0\nsoon\n")
+
+    result = CliRunner().invoke(main, ["--bandwidth-trace", str(trace)])
+
+    assert result.exit_code == 2
+    assert f"{trace}:2: expected a time in milliseconds, got 'soon'" in result.output
+
+
+def test_startup_states_cycles_and_rate(
+    spawn, nats_server, node_id, test_image
+):
+    agent = spawn(
+        "node-agent", "--nats", nats_server.url, "--node-id", node_id,
+        "--bandwidth", "20Mbit",
+        wait_for="connected",
+    )  # fmt: skip
+
+    agent.send_signal(signal.SIGTERM)
+
+    assert agent.wait() == 0
+    output = agent.output()
+    assert "disconnect cycles on: connected 30 s, offline 20 s, announced" in output
+    assert "pass --disconnect 0 to turn them off" in output
+    assert "link rate 20 Mbit/s (fixed)" in output
 
 
 def test_unreachable_nats_one_line_error(docker_client):

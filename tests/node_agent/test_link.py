@@ -98,7 +98,7 @@ def is_state(state: str):
     return lambda event: event.state == state
 
 
-async def test_announced_cycle_goes_offline_for_the_window(
+async def test_announced_cycle_offline_window(
     cycling_settings, start_agent, nats_client, driver, test_image, unique_name
 ):
     job = unique_name("autonomy")
@@ -133,7 +133,7 @@ async def test_announced_cycle_goes_offline_for_the_window(
     assert [(c.job, c.state) for c in first.containers] == [(job, "running")]
 
 
-async def test_abrupt_cycle_sends_no_link_down(
+async def test_abrupt_cycle_without_link_down(
     cycling_settings, start_agent, nats_client
 ):
     agent = await start_agent(cycling_settings(mode="abrupt"))
@@ -159,7 +159,7 @@ async def test_abrupt_cycle_sends_no_link_down(
     assert seq_step == 1
 
 
-async def test_events_while_offline_are_sent_after_the_link_up(
+async def test_offline_events_sent_on_return(
     cycling_settings, start_agent, nats_client, driver, test_image, unique_name
 ):
     # Both containers exit while the agent is offline, and their two die
@@ -187,7 +187,7 @@ async def test_events_while_offline_are_sent_after_the_link_up(
     assert died_at >= up_at
 
 
-async def test_reply_lost_in_a_disconnect_is_resent_without_acting_twice(
+async def test_lost_reply_resent_acts_once(
     cycling_settings,
     start_agent,
     nats_client,
@@ -239,7 +239,7 @@ async def test_reply_lost_in_a_disconnect_is_resent_without_acting_twice(
     assert actions.count("die") == 1
 
 
-async def test_agent_comes_back_after_the_broker_is_killed(
+async def test_agent_returns_after_broker_kill(
     agent_settings, start_agent, nats_server, nats_client
 ):
     cap_s = 1.0
