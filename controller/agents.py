@@ -1,14 +1,23 @@
-"""Commands to node agents: one NATS request per command, bounded in time."""
+"""Commands to node agents: NATS requests bounded by the command's deadline.
 
+A command without a reply, or one that no agent received, is sent again with
+the same id until its deadline. The agent returns its stored first reply for
+a repeated id, so a reply lost on an unreliable link does not make it act
+twice while the agent still stores that reply.
+"""
+
+import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 from nats.aio.client import Client
 
 from controller.codec import decode
 from controller.connection import nats_errors
 from controller.errors import CommandTimeoutError, NodeOfflineError, error_from_info
+from controller.retries import COMMAND_RESEND_AFTER_S, until_command_deadline
 from schemas.job import JobSpec
 from schemas.messages import (
     Command,
@@ -37,10 +46,14 @@ class AgentClient:
         client: Client,
         subjects: Subjects,
         timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._client = client
         self._subjects = subjects
         self.timeout_s = timeout_s
+        self._clock = clock
+        self._sleep = sleep
 
     async def call(
         self,
@@ -57,9 +70,9 @@ class AgentClient:
         """
         bound_s = bound_s or self.timeout_s
         command = command_type(
-            id=uuid.uuid4().hex, deadline=time.time() + bound_s, **fields
+            id=uuid.uuid4().hex, deadline=self._clock() + bound_s, **fields
         )
-        reply = await self._request(node, command, bound_s)
+        reply = await self._send_until_deadline(node, command, bound_s)
         if not reply.ok:
             error = reply.error or _missing_error(node, command)
             logger.debug("node %s command %s failed: %s", node, command.id, error)
@@ -90,7 +103,29 @@ class AgentClient:
     def _bound_with_grace_s(self, spec: JobSpec, bound_s: float | None) -> float:
         return (bound_s or self.timeout_s) + stop_grace_or_default(spec.stop_grace_s())
 
-    async def _request(self, node: str, command: Command, bound_s: float) -> Reply:
+    async def _send_until_deadline(
+        self, node: str, command: Command, bound_s: float
+    ) -> Reply:
+        kind = type(command).__name__.lower()
+        description = f"{kind} command {command.id} to node {node}"
+        retrying = until_command_deadline(
+            description, command.deadline, self._clock, self._sleep
+        )
+        async for attempt in retrying:
+            with attempt:
+                attempt_s = min(
+                    COMMAND_RESEND_AFTER_S, command.deadline - self._clock()
+                )
+                return await self._request(node, command, bound_s, attempt_s)
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    async def _request(
+        self, node: str, command: Command, bound_s: float, attempt_s: float
+    ) -> Reply:
+        """Send the command once, waiting `attempt_s` for the reply.
+
+        The errors name `bound_s`, the whole time the command may take.
+        """
         kind = type(command).__name__.lower()
         subject = self._subjects.node_cmd(node)
         offline = NodeOfflineError(
@@ -107,7 +142,7 @@ class AgentClient:
             f"{kind} command to node {node!r}", no_responders=offline, timeout=timeout
         ):
             message = await self._client.request(
-                subject, encode(command), timeout=bound_s
+                subject, encode(command), timeout=attempt_s
             )
         return decode(reply_decoder, message.data, f"reply of node {node!r}")
 
