@@ -14,13 +14,16 @@ from controller.client import ApiClient
 from controller.connection import DEFAULT_NATS_URL, NatsOptions, check_nats_url
 from controller.errors import ControllerError
 from controller.lifecycle import missing_container_message
+from controller.pinger import DEFAULT_PING_INTERVAL_S
 from controller.reconciler import DEFAULT_INTERVAL_S
 from controller.registry import DEFAULT_MISSED_HEARTBEATS
 from controller.service import ControllerConfig, serve_until_signal
+from controller.waiter import wait_for_desired
 from controller.watch import watch_events
 from schemas.jobfile import JobFileError, load_job_file
 from schemas.messages import (
     JobRequest,
+    JobView,
     ListRequest,
     LogsRequest,
     SubmitRequest,
@@ -144,6 +147,12 @@ def timeout_option(help_text: str):
 
 
 COMMAND_TIMEOUT_HELP = "Seconds the node may take for the command."
+DEFERRAL_HELP = """
+
+When the job's node is offline or lost, the desired state is stored and the
+controller applies it when the node returns; the command prints that in one
+line and exits 0.
+"""
 STOPPING_TIMEOUT_HELP = (
     "Seconds the node may take for the command, on top of the job's "
     f"stop_grace_period ({DOCKER_STOP_GRACE_S:g} s when the job sets none)."
@@ -230,7 +239,17 @@ def cli(ctx, nats_url, creds, user, password, token, prefix) -> None:
     default=DEFAULT_MISSED_HEARTBEATS,
     metavar="N",
     help="Number of heartbeat intervals without a heartbeat after which a node "
-    "is offline.",
+    "is lost; a node offline after an announced disconnect is lost this long "
+    "after its planned return.",
+)
+@click.option(
+    "--ping-interval",
+    "ping_interval_s",
+    type=float,
+    default=DEFAULT_PING_INTERVAL_S,
+    callback=_positive,
+    metavar="SECONDS",
+    help="Seconds between pings to each online node, which measure its round trip.",
 )
 @click.option(
     "--reconcile-interval",
@@ -248,7 +267,9 @@ def cli(ctx, nats_url, creds, user, password, token, prefix) -> None:
     help="Lowest level of log lines written to stderr.",
 )
 @click.pass_obj
-def serve(settings: Settings, offline_after, reconcile_interval_s, log_level) -> None:
+def serve(
+    settings: Settings, offline_after, ping_interval_s, reconcile_interval_s, log_level
+) -> None:
     """Run the controller service until SIGTERM or Ctrl-C."""
     logging.basicConfig(
         level=log_level.upper(),
@@ -259,6 +280,7 @@ def serve(settings: Settings, offline_after, reconcile_interval_s, log_level) ->
         prefix=settings.prefix,
         missed_heartbeats=offline_after,
         reconcile_interval_s=reconcile_interval_s,
+        ping_interval_s=ping_interval_s,
     )
     asyncio.run(serve_until_signal(config))
 
@@ -312,7 +334,11 @@ def jobs(settings: Settings, as_json) -> None:
 @json_option
 @click.pass_obj
 def nodes(settings: Settings, as_json) -> None:
-    """List nodes with their state, device type and load."""
+    """List nodes with their state, load, last heartbeat, RTT and link rate.
+
+    A node is online, offline (an announced disconnect, with its planned
+    return) or lost (no heartbeats for longer than the limit).
+    """
     reply = _call(settings, "nodes", ListRequest(), DEFAULT_JOB_TIMEOUT_S)
     if as_json:
         click.echo(output.to_json(reply.nodes or []))
@@ -323,16 +349,43 @@ def nodes(settings: Settings, as_json) -> None:
 def _lifecycle_command(verb: str, summary: str) -> None:
     stopping = verb in _STOPPING_VERBS
 
-    @cli.command(name=verb, help=summary)
+    @cli.command(name=verb, help=summary + DEFERRAL_HELP)
     @job_argument
     @json_option
     @timeout_option(STOPPING_TIMEOUT_HELP if stopping else COMMAND_TIMEOUT_HELP)
+    @click.option(
+        "--wait",
+        is_flag=True,
+        show_default="off",
+        help="When the job's node is offline or lost, wait up to --timeout "
+        "seconds for the job to reach its desired state.",
+    )
     @click.pass_obj
-    def command(settings: Settings, job, as_json, timeout_s) -> None:
+    def command(settings: Settings, job, as_json, timeout_s, wait) -> None:
         request = JobRequest(job=job, timeout_s=timeout_s)
         grace_s = _stop_grace_s(settings, job) if stopping else 0.0
         reply = _call(settings, verb, request, timeout_s, grace_s)
-        _print_job(reply.job, as_json)
+        if reply.node is None:
+            _print_job(reply.job, as_json)
+            return
+        deferral = output.describe_deferral(reply.job, reply.node)
+        if not wait:
+            click.echo(output.to_json(reply.job) if as_json else deferral)
+            return
+        click.echo(deferral, err=True)
+        final = _wait_for_desired(settings, reply.job, timeout_s + grace_s)
+        if final is None:
+            click.echo(output.to_json(None) if as_json else f"{job} removed")
+        else:
+            _print_job(final, as_json)
+
+
+def _wait_for_desired(settings: Settings, job: JobView, timeout_s: float):
+    async def wait():
+        async with settings.client() as api:
+            return await wait_for_desired(api, job.name, job.desired, timeout_s)
+
+    return asyncio.run(wait())
 
 
 def _stop_grace_s(settings: Settings, job: str) -> float:

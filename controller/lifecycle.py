@@ -4,8 +4,14 @@ import logging
 
 import msgspec
 
-from controller.errors import CommandTimeoutError, ConflictError, NotFoundError
+from controller.errors import (
+    CommandTimeoutError,
+    ConflictError,
+    NodeOfflineError,
+    NotFoundError,
+)
 from controller.parts import Parts
+from controller.registry import NodeRecord, NodeState
 from controller.store import JobRecord, observed_fields
 from schemas.job import DesiredState
 from schemas.messages import (
@@ -15,6 +21,7 @@ from schemas.messages import (
     JobRequest,
     Logs,
     LogsRequest,
+    NodeView,
     Pause,
     Start,
     Unpause,
@@ -41,11 +48,15 @@ class Lifecycle:
     stop of a job whose desired state is already stopped succeeds without it.
 
     When the node does not reply in time, the requested desired state is
-    recorded anyway, because the command may have been applied.
+    recorded anyway, because the command may have been applied. When the node
+    is offline or lost, or no agent receives the command, only the desired
+    state is recorded, and the reconciler applies it when the node returns.
+    The reply then carries the node, so the client can show when it is expected.
     """
 
     def __init__(self, parts: Parts) -> None:
         self._store = parts.store
+        self._registry = parts.registry
         self._agents = parts.agents
         self._events = parts.events
         self._locks = parts.locks
@@ -54,6 +65,9 @@ class Lifecycle:
         """Apply start, stop, pause, unpause or remove to the job."""
         async with self._locks.hold(request.job):
             record, revision = await self._store.entry(request.job)
+            away = self._away_node(record)
+            if away is not None:
+                return await self._defer(verb, record, revision, away)
             if verb == "remove":
                 return await self._remove(record, revision, request.timeout_s)
 
@@ -61,6 +75,8 @@ class Lifecycle:
             desired, expected_state = _TARGETS[verb]
             try:
                 reply = await self._send(verb, node, record, request.timeout_s)
+            except NodeOfflineError:
+                return await self._defer(verb, record, revision, None)
             except CommandTimeoutError as exc:
                 await self._keep_desired(record, revision, desired)
                 raise _unconfirmed(verb, node, desired, exc) from exc
@@ -83,6 +99,40 @@ class Lifecycle:
         if (updated.state, updated.desired) != (record.state, record.desired):
             await self._events.job(updated)
         return ApiReply(ok=True, job=updated.view(), container=container)
+
+    def _away_node(self, record: JobRecord) -> NodeRecord | None:
+        """Return the job's node if the registry has it offline or lost."""
+        node = self._registry.get(record.node) if record.node else None
+        if node is None or node.state is NodeState.ONLINE:
+            return None
+        return node
+
+    async def _defer(
+        self, verb: str, record: JobRecord, revision: int, node: NodeRecord | None
+    ) -> ApiReply:
+        """Record the verb's desired state for the reconciler to apply later.
+
+        `node` is None when the registry still had the node online but no
+        agent received the command.
+        """
+        desired = "removed" if verb == "remove" else _TARGETS[verb][0]
+        node = node or self._registry.get(record.node)
+        updated = await self._store.update(
+            record.name,
+            base=(record, revision),
+            desired=desired,
+            message=f"waiting for node {record.node} to return",
+        )
+        logger.info(
+            "job %s: node %s is %s; desired state %s stored for when it returns",
+            record.name,
+            record.node,
+            node.state.value if node else "unknown",
+            desired,
+        )
+        if updated.desired != record.desired:
+            await self._events.job(updated)
+        return ApiReply(ok=True, job=updated.view(), node=_node_view(record, node))
 
     async def _keep_desired(
         self, record: JobRecord, revision: int, desired: DesiredState
@@ -168,6 +218,8 @@ class Lifecycle:
                 logger.info(
                     "job %s had no container on node %s", record.name, record.node
                 )
+            except NodeOfflineError:
+                return await self._defer("remove", record, revision, None)
             except CommandTimeoutError as exc:
                 await self._keep_desired(record, revision, "removed")
                 raise _unconfirmed("remove", record.node, "removed", exc) from exc
@@ -200,6 +252,16 @@ def _unconfirmed(
         f"now {desired} and the controller keeps applying it",
         exc.bound_s,
     )
+
+
+def _node_view(record: JobRecord, node: NodeRecord | None) -> NodeView:
+    """Return the node's view, or a lost node without heartbeats if unregistered.
+
+    A node is unregistered when it sent no heartbeat since the controller started.
+    """
+    if node is not None:
+        return node.view()
+    return NodeView(name=record.node, state="lost", device_type="", last_seen=0.0)
 
 
 def _already_stopped(verb: str, record: JobRecord) -> bool:

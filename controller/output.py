@@ -64,6 +64,20 @@ def ago(timestamp: float, now: float | None = None) -> str:
     return f"{seconds / 3600:.0f}h ago"
 
 
+def describe_deferral(job: JobView, node: NodeView, now: float | None = None) -> str:
+    """Return one line saying the job's desired state waits for its node."""
+    if node.state == "offline" and node.planned_return is not None:
+        where = f"offline, planned return {planned_return(node, now)}"
+    elif node.last_seen:
+        where = f"{node.state}, last heartbeat {seconds_ago(node.last_seen, now)}"
+    else:
+        where = f"{node.state}, no heartbeat since the controller started"
+    return (
+        f"{job.name}: node {node.name} is {where}; desired state {job.desired} "
+        "is stored and the controller applies it when the node returns"
+    )
+
+
 def job_table(jobs: list[JobView]) -> Table:
     table = Table("NAME", "NODE", "DESIRED", "STATE", "CONTAINER", "PORTS", "UPDATED")
     for job in jobs:
@@ -79,9 +93,19 @@ def job_table(jobs: list[JobView]) -> Table:
     return table
 
 
-def node_table(nodes: list[NodeView]) -> Table:
+def node_table(nodes: list[NodeView], now: float | None = None) -> Table:
+    now = now or time.time()
     table = Table(
-        "NAME", "STATE", "DEVICE TYPE", "CONTAINERS", "CPU", "MEMORY", "LAST SEEN"
+        "NAME",
+        "STATE",
+        "DEVICE TYPE",
+        "CONTAINERS",
+        "CPU",
+        "MEMORY",
+        "LAST HEARTBEAT",
+        "PLANNED RETURN",
+        "RTT",
+        "LINK RATE",
     )
     for node in nodes:
         table.add_row(
@@ -91,9 +115,42 @@ def node_table(nodes: list[NodeView]) -> Table:
             str(node.containers),
             f"{node.cpu_percent:.0f}%",
             _memory(node),
-            ago(node.last_seen),
+            seconds_ago(node.last_seen, now),
+            planned_return(node, now),
+            "-" if node.rtt_ms is None else f"{node.rtt_ms:.1f} ms",
+            format_rate(node.link_rate_bps),
         )
     return table
+
+
+def seconds_ago(timestamp: float, now: float | None = None) -> str:
+    """Return "3.2s ago" for the last minute, then the coarser `ago` form."""
+    now = now or time.time()
+    if timestamp and now - timestamp < 60:
+        return f"{max(0.0, now - timestamp):.1f}s ago"
+    return ago(timestamp, now)
+
+
+def planned_return(node: NodeView, now: float | None = None) -> str:
+    """Return an offline node's planned return, "12:03:04 (in 5.0s)", else "-"."""
+    if node.state != "offline" or node.planned_return is None:
+        return "-"
+    now = now or time.time()
+    stamp = datetime.datetime.fromtimestamp(node.planned_return)
+    remaining_s = node.planned_return - now
+    if remaining_s >= 0:
+        return f"{stamp:%H:%M:%S} (in {remaining_s:.1f}s)"
+    return f"{stamp:%H:%M:%S} ({-remaining_s:.1f}s late)"
+
+
+def format_rate(rate_bps: float | None) -> str:
+    """Return a rate in bits per second as "20.0 Mbit/s", or "-" for None."""
+    if rate_bps is None:
+        return "-"
+    for unit, scale in (("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
+        if rate_bps >= scale:
+            return f"{rate_bps / scale:.1f} {unit}"
+    return f"{rate_bps:.0f} bit/s"
 
 
 def _memory(node: NodeView) -> str:

@@ -1,22 +1,31 @@
-"""The node registry: which nodes exist, their latest heartbeat, online or offline.
+"""The node registry: which nodes exist, their latest heartbeat and their state.
 
-Pure logic fed by heartbeats. Time comes from an injected clock (Unix seconds),
-so tests move time without sleeping.
+A node is online while its heartbeats arrive. An announced disconnect (a link
+event `down` with a planned return) makes it offline until heartbeats resume.
+A node becomes lost after `missed` heartbeat intervals of silence, counted
+from its last heartbeat, or from the planned return when it is offline.
+
+Pure logic fed by heartbeats and link events. Time comes from an injected
+clock (Unix seconds), so tests move time without sleeping.
 """
 
+import datetime
 import enum
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from schemas.messages import ContainerInfo, Heartbeat, NodeView
+from schemas.messages import ContainerInfo, Heartbeat, LinkEvent, NodeView
 
 DEFAULT_MISSED_HEARTBEATS = 3
 
 
 class NodeState(enum.StrEnum):
     ONLINE = "online"
+    # Disconnected on purpose, with a planned return.
     OFFLINE = "offline"
+    # Silent for longer than the missed-heartbeat limit.
+    LOST = "lost"
 
 
 @dataclass
@@ -27,6 +36,15 @@ class NodeRecord:
     heartbeat: Heartbeat
     last_seen: float
     state: NodeState = NodeState.ONLINE
+    # Unix time at which the node stopped being online, None while online.
+    down_since: float | None = None
+    # Set while offline: when the agent plans to reconnect, in Unix seconds.
+    planned_return: float | None = None
+    # The agent's clock at its last link-down event; heartbeats sent before
+    # it do not bring the node back.
+    link_down_sent_at: float | None = None
+    rtt_ms: float | None = None
+    link_rate_bps: float | None = None
 
     @property
     def running_containers(self) -> int:
@@ -47,12 +65,19 @@ class NodeRecord:
             mem_used_bytes=heartbeat.mem_used_bytes,
             mem_total_bytes=heartbeat.mem_total_bytes,
             containers=len(heartbeat.containers),
+            heartbeat_interval_s=heartbeat.interval_s,
+            down_since=self.down_since,
+            planned_return=self.planned_return,
+            rtt_ms=self.rtt_ms,
+            link_rate_bps=self.link_rate_bps,
+            connected_since=heartbeat.connected_since,
+            next_disconnect_at=heartbeat.next_disconnect_at,
         )
 
 
 @dataclass(frozen=True)
 class Transition:
-    """A node that changed state, as returned by `observe` and `sweep`."""
+    """A node that changed state, as returned by `observe`, `link_down` and `sweep`."""
 
     node: str
     state: NodeState
@@ -60,7 +85,7 @@ class Transition:
 
 
 class NodeRegistry:
-    """Nodes by name, marked offline after `missed` heartbeat intervals of silence."""
+    """Nodes by name, with their state, heartbeat, round-trip time and link rate."""
 
     def __init__(
         self,
@@ -72,40 +97,77 @@ class NodeRegistry:
                 f"invalid missed heartbeat count {missed!r}: use 1 or more"
             )
         self.missed = missed
-        self._clock = clock
+        self.clock = clock
         self._nodes: dict[str, NodeRecord] = {}
 
     def observe(self, heartbeat: Heartbeat) -> Transition | None:
         """Record a heartbeat; return the transition if the node came online."""
-        now = self._clock()
+        now = self.clock()
         record = self._nodes.get(heartbeat.node)
         if record is None:
-            self._nodes[heartbeat.node] = NodeRecord(heartbeat.node, heartbeat, now)
+            record = NodeRecord(heartbeat.node, heartbeat, now)
+            record.link_rate_bps = heartbeat.link_rate_bps
+            self._nodes[heartbeat.node] = record
             return Transition(heartbeat.node, NodeState.ONLINE, "first heartbeat")
 
-        if heartbeat.seq < record.heartbeat.seq and not self._restarted(
-            record, heartbeat
-        ):
+        restarted = self._restarted(record, heartbeat)
+        if heartbeat.seq < record.heartbeat.seq and not restarted:
             return None
         record.heartbeat = heartbeat
         record.last_seen = now
-        if record.state is NodeState.ONLINE:
+        record.link_rate_bps = heartbeat.link_rate_bps
+        if record.state is NodeState.ONLINE or self._sent_before_link_down(
+            record, heartbeat, restarted
+        ):
             return None
         record.state = NodeState.ONLINE
+        record.down_since = record.planned_return = record.link_down_sent_at = None
         return Transition(heartbeat.node, NodeState.ONLINE, "heartbeats resumed")
 
+    def link_down(self, event: LinkEvent) -> Transition | None:
+        """Mark the node offline until its planned return; None if it is unknown."""
+        record = self._nodes.get(event.node)
+        if record is None or event.state != "down":
+            return None
+        if record.state is NodeState.ONLINE:
+            record.down_since = self.clock()
+        record.state = NodeState.OFFLINE
+        record.planned_return = event.planned_return
+        record.link_down_sent_at = event.time
+        message = f"{event.mode} disconnect"
+        if event.planned_return is not None:
+            message += f", planned return at {clock_time(event.planned_return)}"
+        return Transition(event.node, NodeState.OFFLINE, message)
+
     def sweep(self) -> list[Transition]:
-        """Mark silent nodes offline; return the nodes that just went offline."""
-        now = self._clock()
+        """Mark silent nodes lost; return the nodes that just became lost."""
+        now = self.clock()
         transitions = []
         for record in self._nodes.values():
-            silence_s = now - record.last_seen
-            limit_s = self.missed * record.heartbeat.interval_s
-            if record.state is NodeState.ONLINE and silence_s > limit_s:
-                record.state = NodeState.OFFLINE
-                message = f"no heartbeat for {silence_s:.1f} s (limit {limit_s:.1f} s)"
-                transitions.append(Transition(record.name, NodeState.OFFLINE, message))
+            message = self._lost_message(record, now)
+            if message is None:
+                continue
+            if record.state is NodeState.ONLINE:
+                record.down_since = record.last_seen
+            record.state = NodeState.LOST
+            transitions.append(Transition(record.name, NodeState.LOST, message))
         return transitions
+
+    def record_rtt(self, name: str, rtt_ms: float) -> None:
+        record = self._nodes.get(name)
+        if record is not None:
+            record.rtt_ms = rtt_ms
+
+    def record_rate(self, name: str, rate_bps: float) -> None:
+        record = self._nodes.get(name)
+        if record is not None:
+            record.link_rate_bps = rate_bps
+
+    def down_for_s(self, record: NodeRecord) -> float:
+        """Return how long the node has not been online, 0 while it is online."""
+        if record.down_since is None:
+            return 0.0
+        return max(0.0, self.clock() - record.down_since)
 
     def get(self, name: str) -> NodeRecord | None:
         return self._nodes.get(name)
@@ -116,8 +178,40 @@ class NodeRegistry:
     def online(self) -> list[NodeRecord]:
         return [node for node in self.nodes() if node.state is NodeState.ONLINE]
 
+    def _lost_message(self, record: NodeRecord, now: float) -> str | None:
+        """Return why the node is lost now, or None if it is not."""
+        limit_s = self.missed * record.heartbeat.interval_s
+        if record.state is NodeState.ONLINE:
+            silence_s = now - record.last_seen
+            if silence_s > limit_s:
+                return f"no heartbeat for {silence_s:.1f} s (limit {limit_s:.1f} s)"
+        elif record.state is NodeState.OFFLINE:
+            expected_at = record.planned_return or record.last_seen
+            late_s = now - expected_at
+            if late_s > limit_s:
+                return (
+                    f"not back {late_s:.1f} s after its planned return "
+                    f"(limit {limit_s:.1f} s)"
+                )
+        return None
+
     @staticmethod
     def _restarted(record: NodeRecord, heartbeat: Heartbeat) -> bool:
         # A restarted agent counts from 0 again, and its new start time sets
         # it apart from a heartbeat that arrives late.
         return heartbeat.agent_started_at != record.heartbeat.agent_started_at
+
+    @staticmethod
+    def _sent_before_link_down(
+        record: NodeRecord, heartbeat: Heartbeat, restarted: bool
+    ) -> bool:
+        # Heartbeats and link events arrive on separate subscriptions, so a
+        # heartbeat sent just before an announced disconnect can arrive after
+        # its link event. Both times come from the agent's clock.
+        down_at = record.link_down_sent_at
+        return down_at is not None and not restarted and heartbeat.sent_at <= down_at
+
+
+def clock_time(timestamp: float) -> str:
+    """Return a Unix time as local HH:MM:SS, for log lines and messages."""
+    return f"{datetime.datetime.fromtimestamp(timestamp):%H:%M:%S}"

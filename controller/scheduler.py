@@ -30,8 +30,8 @@ def _pinned(name: str, nodes: list[NodeRecord]) -> NodeRecord:
         )
     if node.state is not NodeState.ONLINE:
         raise NodeOfflineError(
-            f"node {name!r} is offline: its agent sends no heartbeats; start "
-            "node-agent on it or choose another node"
+            f"node {name!r} is {node.state}: its agent sends no heartbeats; start "
+            "node-agent on it, wait for it to return, or choose another node"
         )
     return node
 

@@ -18,10 +18,24 @@ from controller.errors import ConflictError, ControllerError, StateError
 from controller.events import EventPublisher
 from controller.locks import JobLocks
 from controller.parts import Parts
+from controller.pinger import DEFAULT_PING_INTERVAL_S, Pinger
 from controller.reconciler import DEFAULT_INTERVAL_S, Reconciler
-from controller.registry import DEFAULT_MISSED_HEARTBEATS, NodeRegistry, Transition
+from controller.registry import (
+    DEFAULT_MISSED_HEARTBEATS,
+    NodeRegistry,
+    Transition,
+)
 from controller.store import JobStore, bucket_for_prefix
-from schemas.messages import ListRequest, encode, heartbeat_decoder
+from schemas.messages import (
+    Heartbeat,
+    LinkEvent,
+    ListRequest,
+    RateEvent,
+    encode,
+    heartbeat_decoder,
+    link_event_decoder,
+    rate_event_decoder,
+)
 from schemas.subjects import DEFAULT_PREFIX, Subjects
 
 logger = logging.getLogger(__name__)
@@ -46,6 +60,7 @@ class ControllerConfig:
     prefix: str = DEFAULT_PREFIX
     missed_heartbeats: int = DEFAULT_MISSED_HEARTBEATS
     reconcile_interval_s: float = DEFAULT_INTERVAL_S
+    ping_interval_s: float = DEFAULT_PING_INTERVAL_S
     # None means the bucket of the prefix, see bucket_for_prefix.
     bucket: str | None = None
 
@@ -113,16 +128,27 @@ class Controller:
         agents = AgentClient(client, self.subjects)
         parts = Parts(store, self.registry, agents, self._events, JobLocks())
 
-        with nats_errors(f"subscribe to {self.subjects.all_heartbeats}"):
-            await client.subscribe(self.subjects.all_heartbeats, cb=self._on_heartbeat)
+        await self._subscribe_node_messages(client)
         self._api = Api(parts)
         with nats_errors("subscribe to the API subjects"):
             await self._api.serve(client, self.subjects)
         reconciler = Reconciler(parts, self.config.reconcile_interval_s)
+        pinger = Pinger(agents, self.registry, self.config.ping_interval_s)
         self._tasks = [
             asyncio.create_task(reconciler.run(), name="reconciler"),
             asyncio.create_task(self._sweep_nodes(), name="node-sweep"),
+            asyncio.create_task(pinger.run(), name="pinger"),
         ]
+
+    async def _subscribe_node_messages(self, client: Client) -> None:
+        handlers = {
+            self.subjects.all_heartbeats: self._on_heartbeat,
+            self.subjects.all_node_evt("link"): self._on_link_event,
+            self.subjects.all_node_evt("rate"): self._on_rate_event,
+        }
+        for subject, handler in handlers.items():
+            with nats_errors(f"subscribe to {subject}"):
+                await client.subscribe(subject, cb=handler)
 
     async def _check_no_other_controller(self, client: Client) -> None:
         """Raise ConflictError if a controller replies on this prefix's API.
@@ -163,22 +189,62 @@ class Controller:
         self.state = new
 
     async def _on_heartbeat(self, message: Msg) -> None:
-        try:
-            heartbeat = decode(heartbeat_decoder, message.data, "heartbeat")
-        except ControllerError as exc:
-            logger.warning("ignoring heartbeat on %s: %s", message.subject, exc)
-            return
-        expected_subject = f"{self.subjects.prefix}.node.{heartbeat.node}.hb"
-        if message.subject != expected_subject:
-            logger.warning(
-                "ignoring heartbeat of node %s sent on %s",
-                heartbeat.node,
-                message.subject,
-            )
+        heartbeat: Heartbeat | None = self._decode_node_message(
+            message, heartbeat_decoder, "heartbeat", "hb"
+        )
+        if heartbeat is None:
             return
         transition = self.registry.observe(heartbeat)
         if transition is not None:
             await self._publish_node_event(transition)
+
+    async def _on_link_event(self, message: Msg) -> None:
+        event: LinkEvent | None = self._decode_node_message(
+            message, link_event_decoder, "link event", "evt.link"
+        )
+        if event is None:
+            return
+        if event.state == "up":
+            logger.info(
+                "node %s: link up after %s s offline, %d buffered events follow",
+                event.node,
+                "?" if event.offline_s is None else f"{event.offline_s:.1f}",
+                event.buffered_events,
+            )
+            return
+        transition = self.registry.link_down(event)
+        if transition is not None:
+            await self._publish_node_event(transition)
+
+    async def _on_rate_event(self, message: Msg) -> None:
+        event: RateEvent | None = self._decode_node_message(
+            message, rate_event_decoder, "rate event", "evt.rate"
+        )
+        if event is not None:
+            logger.debug("node %s: link rate %.0f bit/s", event.node, event.rate_bps)
+            self.registry.record_rate(event.node, event.rate_bps)
+
+    def _decode_node_message(self, message: Msg, decoder, kind: str, suffix: str):
+        """Decode a node's message, or log and return None when it is invalid.
+
+        A message must arrive on its own node's subject, `<prefix>.node.<node>.`
+        followed by `suffix`, so one agent cannot speak for another node.
+        """
+        try:
+            decoded = decode(decoder, message.data, kind)
+        except ControllerError as exc:
+            logger.warning("ignoring %s on %s: %s", kind, message.subject, exc)
+            return None
+        expected_subject = f"{self.subjects.prefix}.node.{decoded.node}.{suffix}"
+        if message.subject != expected_subject:
+            logger.warning(
+                "ignoring %s of node %s sent on %s",
+                kind,
+                decoded.node,
+                message.subject,
+            )
+            return None
+        return decoded
 
     async def _sweep_nodes(self) -> None:
         while True:

@@ -249,7 +249,7 @@ class RateEvent(Message):
 
 
 class NodeEvent(Message):
-    """A change of a node's state in the controller's registry (online, offline)."""
+    """A change of a node's state in the registry: online, offline or lost."""
 
     node: str
     state: str
@@ -320,6 +320,17 @@ class NodeView(msgspec.Struct, kw_only=True, frozen=True):
     mem_used_bytes: int = 0
     mem_total_bytes: int = 0
     containers: int = 0
+    heartbeat_interval_s: float = 0.0
+    # When the node stopped being online and, while it is offline after an
+    # announced disconnect, when it plans to return; Unix seconds.
+    down_since: float | None = None
+    planned_return: float | None = None
+    # Round trip of the controller's last ping, and the link as the agent
+    # reports it; None when not measured or not shaped.
+    rtt_ms: float | None = None
+    link_rate_bps: float | None = None
+    connected_since: float | None = None
+    next_disconnect_at: float | None = None
 
 
 class ApiReply(Message, forbid_unknown_fields=False):
@@ -332,6 +343,8 @@ class ApiReply(Message, forbid_unknown_fields=False):
     nodes: list[NodeView] | None = None
     container: ContainerInfo | None = None
     logs: str | None = None
+    # Set when a job's command waits for its node to come back: the node.
+    node: NodeView | None = None
 
 
 command_decoder = msgspec.json.Decoder(AnyCommand)

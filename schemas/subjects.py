@@ -55,6 +55,10 @@ class Subjects:
     def all_node_events(self) -> str:
         return f"{self.prefix}.node.*.evt.>"
 
+    def all_node_evt(self, kind: str) -> str:
+        """Return the subject of one event kind of every node, e.g. `link`."""
+        return f"{self.prefix}.node.*.evt.{check_name(kind, 'event kind')}"
+
     @property
     def all_job_events(self) -> str:
         return f"{self.prefix}.job.*.evt"

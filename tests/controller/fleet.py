@@ -24,6 +24,7 @@ WAIT_TIMEOUT_S = 20.0
 HTTP_TIMEOUT_S = 3.0
 HEARTBEAT_S = "0.5"
 RECONCILE_INTERVAL_S = "0.3"
+PING_INTERVAL_S = "0.5"
 # Seconds that cover several heartbeats and reconcile passes, for checks that
 # the controller leaves something alone.
 SETTLE_S = 3.0
@@ -87,22 +88,35 @@ class Fleet:
             "serve",
             "--reconcile-interval",
             RECONCILE_INTERVAL_S,
+            "--ping-interval",
+            PING_INTERVAL_S,
             wait_for="controller ready",
         )
 
-    def start_agent(self) -> None:
-        self.agent = self.spawn(
+    def start_agent(self, *options: str, node: str | None = None):
+        """Start an agent of `node` (the fleet's node by default) and return it.
+
+        Disconnect cycles, on by default in node-agent, are off unless
+        `options` turn them on with --disconnect.
+        """
+        agent = self.spawn(
             "node-agent",
             "--nats",
             self.url,
             "--node-id",
-            self.node,
+            node or self.node,
             "--heartbeat",
             HEARTBEAT_S,
             "--label",
             "zone=test",
+            "--disconnect",
+            "0",
+            *options,
             wait_for="connected",
         )
+        if node is None:
+            self.agent = agent
+        return agent
 
     def cli(self, *args: str) -> Result:
         return self.runner.invoke(cli, ["--nats", self.url, *args])

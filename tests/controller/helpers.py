@@ -1,6 +1,6 @@
 """Builders for heartbeats and container records used by the unit tests."""
 
-from schemas.messages import ContainerInfo, Heartbeat
+from schemas.messages import ContainerInfo, Heartbeat, LinkEvent
 
 
 def container(job: str, node: str, state: str = "running") -> ContainerInfo:
@@ -19,18 +19,21 @@ def heartbeat(
     running: int = 0,
     interval_s: float = 1.0,
     agent_started_at: float = 100.0,
+    sent_at: float = 0.0,
+    link_rate_bps: float | None = None,
 ) -> Heartbeat:
     containers = [container(f"job{index}", node) for index in range(running)]
     return Heartbeat(
         node=node,
         seq=seq,
-        sent_at=0.0,
+        sent_at=sent_at,
         interval_s=interval_s,
         device_type=device_type,
         labels=labels or {},
         cpu_percent=cpu_percent,
         containers=containers,
         agent_started_at=agent_started_at,
+        link_rate_bps=link_rate_bps,
     )
 
 
@@ -45,3 +48,13 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def link_down(node: str, planned_return: float | None, time: float = 0.0) -> LinkEvent:
+    return LinkEvent(
+        node=node,
+        state="down",
+        time=time,
+        mode="announced",
+        planned_return=planned_return,
+    )

@@ -1,4 +1,5 @@
 import pytest
+from rich.console import Console
 
 from controller.output import (
     describe_job,
@@ -6,8 +7,12 @@ from controller.output import (
     event_kind,
     event_line,
     format_ports,
+    format_rate,
+    node_table,
+    planned_return,
+    seconds_ago,
 )
-from schemas.messages import JobView, PublishedPort
+from schemas.messages import JobView, NodeView, PublishedPort
 
 PORT = PublishedPort(
     container_port=80, protocol="tcp", host_ip="127.0.0.1", host_port=8080
@@ -74,3 +79,62 @@ def test_event_json_is_one_compact_line():
         '{"subject":"dsched.job.web.evt","event":{"job":"web","state":"running",'
         '"labels":{"zone":"a b"}}}'
     )
+
+
+def node_view(**fields) -> NodeView:
+    return NodeView(name="n1", device_type="x86", last_seen=100.0, **fields)
+
+
+def test_seconds_ago_has_one_decimal():
+    text = seconds_ago(100.0, now=103.25)
+
+    assert text == "3.2s ago"
+
+
+def test_planned_return_of_offline_node():
+    node = node_view(state="offline", planned_return=110.0)
+
+    text = planned_return(node, now=104.0)
+
+    assert text.endswith("(in 6.0s)")
+
+
+def test_planned_return_blank_when_online():
+    node = node_view(state="online", planned_return=None)
+
+    text = planned_return(node, now=104.0)
+
+    assert text == "-"
+
+
+@pytest.mark.parametrize(
+    ("rate_bps", "text"),
+    [
+        (None, "-"),
+        (20e6, "20.0 Mbit/s"),
+        (1.5e9, "1.5 Gbit/s"),
+        (512e3, "512.0 kbit/s"),
+        (12, "12 bit/s"),
+    ],
+)
+def test_format_rate_units(rate_bps, text):
+    result = format_rate(rate_bps)
+
+    assert result == text
+
+
+def test_node_table_shows_link_columns():
+    node = node_view(
+        state="offline", planned_return=110.0, rtt_ms=2.54, link_rate_bps=20e6
+    )
+
+    console = Console(width=200, color_system=None)
+    with console.capture() as capture:
+        console.print(node_table([node], now=103.0))
+    text = capture.get()
+
+    assert "3.0s ago" in text
+    assert "(in 7.0s)" in text
+    assert "2.5 ms" in text
+    assert "20.0 Mbit/s" in text
+    assert "offline" in text

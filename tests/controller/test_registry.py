@@ -1,7 +1,7 @@
 import pytest
 
 from controller.registry import NodeRegistry, NodeState
-from tests.controller.helpers import FakeClock, heartbeat
+from tests.controller.helpers import FakeClock, heartbeat, link_down
 
 
 def test_first_heartbeat_registers_node_online():
@@ -26,7 +26,7 @@ def test_node_stays_online_within_limit():
     assert registry.get("n1").state is NodeState.ONLINE
 
 
-def test_node_goes_offline_after_missed_intervals():
+def test_node_lost_after_missed_intervals():
     clock = FakeClock()
     registry = NodeRegistry(missed=3, clock=clock)
     registry.observe(heartbeat("n1", interval_s=2.0))
@@ -34,12 +34,13 @@ def test_node_goes_offline_after_missed_intervals():
     clock.advance(6.1)
     transitions = registry.sweep()
 
-    assert [(t.node, t.state) for t in transitions] == [("n1", NodeState.OFFLINE)]
-    assert registry.get("n1").state is NodeState.OFFLINE
+    assert [(t.node, t.state) for t in transitions] == [("n1", NodeState.LOST)]
+    assert registry.get("n1").state is NodeState.LOST
+    assert registry.get("n1").down_since == clock.now - 6.1
     assert registry.online() == []
 
 
-def test_offline_reported_only_once():
+def test_lost_reported_only_once():
     clock = FakeClock()
     registry = NodeRegistry(missed=1, clock=clock)
     registry.observe(heartbeat("n1"))
@@ -52,7 +53,7 @@ def test_offline_reported_only_once():
     assert transitions == []
 
 
-def test_heartbeat_brings_offline_node_back():
+def test_heartbeat_brings_lost_node_back():
     clock = FakeClock()
     registry = NodeRegistry(missed=1, clock=clock)
     registry.observe(heartbeat("n1", seq=1))
@@ -122,3 +123,122 @@ def test_view_reports_state_and_load():
 def test_missed_count_below_one_rejected():
     with pytest.raises(ValueError, match="missed heartbeat count 0"):
         NodeRegistry(missed=0)
+
+
+def test_link_down_marks_node_offline():
+    clock = FakeClock()
+    registry = NodeRegistry(clock=clock)
+    registry.observe(heartbeat("n1"))
+
+    transition = registry.link_down(link_down("n1", planned_return=clock.now + 20))
+
+    assert transition is not None
+    assert transition.state is NodeState.OFFLINE
+    assert "planned return at" in transition.message
+    record = registry.get("n1")
+    assert record.state is NodeState.OFFLINE
+    assert record.planned_return == clock.now + 20
+    assert record.down_since == clock.now
+    assert registry.online() == []
+
+
+def test_offline_node_not_lost_before_return():
+    clock = FakeClock()
+    registry = NodeRegistry(missed=3, clock=clock)
+    registry.observe(heartbeat("n1", interval_s=1.0))
+    registry.link_down(link_down("n1", planned_return=clock.now + 20))
+
+    clock.advance(23.0)
+    transitions = registry.sweep()
+
+    assert transitions == []
+    assert registry.get("n1").state is NodeState.OFFLINE
+
+
+def test_offline_node_lost_after_late_return():
+    clock = FakeClock()
+    registry = NodeRegistry(missed=3, clock=clock)
+    registry.observe(heartbeat("n1", interval_s=1.0))
+    registry.link_down(link_down("n1", planned_return=clock.now + 20))
+
+    clock.advance(23.1)
+    transitions = registry.sweep()
+
+    assert [(t.node, t.state) for t in transitions] == [("n1", NodeState.LOST)]
+    assert "after its planned return" in transitions[0].message
+    assert registry.get("n1").down_since == clock.now - 23.1
+
+
+def test_heartbeat_after_link_down_brings_node_online():
+    clock = FakeClock()
+    registry = NodeRegistry(clock=clock)
+    registry.observe(heartbeat("n1", seq=1, sent_at=10.0))
+    registry.link_down(link_down("n1", planned_return=clock.now + 5, time=11.0))
+
+    clock.advance(5.0)
+    transition = registry.observe(heartbeat("n1", seq=2, sent_at=16.0))
+
+    assert transition is not None
+    assert transition.state is NodeState.ONLINE
+    record = registry.get("n1")
+    assert record.planned_return is None
+    assert record.down_since is None
+
+
+def test_heartbeat_sent_before_link_down_keeps_offline():
+    registry = NodeRegistry(clock=FakeClock())
+    registry.observe(heartbeat("n1", seq=1, sent_at=10.0))
+    registry.link_down(link_down("n1", planned_return=50.0, time=11.0))
+
+    transition = registry.observe(heartbeat("n1", seq=2, sent_at=10.9))
+
+    assert transition is None
+    assert registry.get("n1").state is NodeState.OFFLINE
+
+
+def test_link_down_of_unknown_node_ignored():
+    registry = NodeRegistry(clock=FakeClock())
+
+    transition = registry.link_down(link_down("n1", planned_return=50.0))
+
+    assert transition is None
+    assert registry.get("n1") is None
+
+
+def test_view_reports_link_fields():
+    clock = FakeClock()
+    registry = NodeRegistry(clock=clock)
+    registry.observe(heartbeat("n1", link_rate_bps=20e6, interval_s=0.5))
+    registry.record_rtt("n1", 3.5)
+    registry.link_down(link_down("n1", planned_return=clock.now + 9))
+
+    view = registry.get("n1").view()
+
+    assert view.state == "offline"
+    assert view.planned_return == clock.now + 9
+    assert view.down_since == clock.now
+    assert view.rtt_ms == 3.5
+    assert view.link_rate_bps == 20e6
+    assert view.heartbeat_interval_s == 0.5
+
+
+def test_rate_event_updates_link_rate():
+    registry = NodeRegistry(clock=FakeClock())
+    registry.observe(heartbeat("n1", link_rate_bps=20e6))
+
+    registry.record_rate("n1", 5e6)
+
+    assert registry.get("n1").view().link_rate_bps == 5e6
+
+
+def test_down_for_counts_since_lost():
+    clock = FakeClock()
+    registry = NodeRegistry(missed=1, clock=clock)
+    registry.observe(heartbeat("n1", interval_s=1.0))
+    clock.advance(2.0)
+    registry.sweep()
+
+    clock.advance(3.0)
+    down_s = registry.down_for_s(registry.get("n1"))
+
+    assert down_s == 5.0

@@ -32,14 +32,14 @@ def test_pinned_unknown_node_not_found():
     assert "controller nodes" in str(caught.value)
 
 
-def test_pinned_offline_node_rejected():
+def test_pinned_lost_node_rejected():
     clock = FakeClock()
     registry = NodeRegistry(missed=1, clock=clock)
     registry.observe(heartbeat("a"))
     clock.advance(10.0)
     registry.sweep()
 
-    with pytest.raises(NodeOfflineError, match="node 'a' is offline"):
+    with pytest.raises(NodeOfflineError, match="node 'a' is lost"):
         place(Placement(node="a"), registry.nodes())
 
 

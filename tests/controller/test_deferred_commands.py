@@ -1,0 +1,92 @@
+import json
+import re
+import threading
+
+from controller.cli import ExitCode
+from tests.controller.fleet import wait_until
+
+
+def submit_then_lose_node(fleet, name):
+    """Submit a job, then stop the agent and wait until its node is lost."""
+    submitted = fleet.cli("submit", fleet.job_file(name))
+    assert submitted.exit_code == ExitCode.OK, submitted.output
+    fleet.agent.stop()
+    fleet.wait_for_node("lost")
+
+
+def test_stop_on_lost_node_is_deferred(fleet, unique_name):
+    name = unique_name("web")
+    submit_then_lose_node(fleet, name)
+
+    result = fleet.cli("stop", name)
+    job = fleet.jobs()[name]
+
+    assert result.exit_code == ExitCode.OK, result.output
+    pattern = (
+        rf"{name}: node {fleet.node} is lost, last heartbeat [0-9.]+s ago; desired "
+        r"state stopped is stored and the controller applies it when the node "
+        r"returns\n"
+    )
+    assert re.fullmatch(pattern, result.stdout)
+    assert job["desired"] == "stopped"
+    assert job["message"] == f"waiting for node {fleet.node} to return"
+    assert fleet.container_state(name) == "running"
+
+
+def test_deferred_stop_applied_on_return(fleet, unique_name):
+    name = unique_name("web")
+    submit_then_lose_node(fleet, name)
+    fleet.cli("stop", name)
+
+    fleet.start_agent()
+
+    wait_until(lambda: fleet.job_state(name) == "exited", f"job {name} exited")
+    assert fleet.container_state(name) == "exited"
+    assert "waiting for node" not in fleet.jobs()[name]["message"]
+
+
+def test_deferred_remove_applied_on_return(fleet, unique_name):
+    name = unique_name("web")
+    submit_then_lose_node(fleet, name)
+
+    result = fleet.cli("remove", name)
+    fleet.start_agent()
+
+    assert result.exit_code == ExitCode.OK, result.output
+    wait_until(lambda: name not in fleet.jobs(), f"job {name} removed")
+    wait_until(lambda: not fleet.containers(name), f"container {name} removed")
+
+
+def test_wait_returns_when_state_reached(fleet, unique_name):
+    name = unique_name("web")
+    submit_then_lose_node(fleet, name)
+    results = []
+    waiter = threading.Thread(
+        target=lambda: results.append(
+            fleet.cli("pause", name, "--wait", "--json", "--timeout", "20")
+        )
+    )
+
+    waiter.start()
+    fleet.start_agent()
+    waiter.join(timeout=40)
+
+    assert not waiter.is_alive()
+    result = results[0]
+    assert result.exit_code == ExitCode.OK, result.output
+    assert result.stderr.startswith(f"{name}: node {fleet.node} is lost")
+    job = json.loads(result.stdout)
+    assert job["state"] == "paused"
+    assert job["desired"] == "paused"
+    assert fleet.container_state(name) == "paused"
+
+
+def test_wait_times_out_while_node_lost(fleet, unique_name):
+    name = unique_name("web")
+    submit_then_lose_node(fleet, name)
+
+    result = fleet.cli("stop", name, "--wait", "--timeout", "1")
+
+    assert result.exit_code == ExitCode.TIMEOUT, result.output
+    assert "did not reach desired state stopped" in result.stderr
+    assert fleet.jobs()[name]["desired"] == "stopped"
