@@ -316,20 +316,23 @@ class Agent:
         client, self._client = self._client, None
         if client is None:
             return
-        if mode == "announced":
-            event = LinkEvent(
-                node=self.node,
-                state="down",
-                time=time.time(),
-                mode=mode,
-                planned_return=planned_return,
-            )
+        if mode == "abrupt":
+            await session.drop(client, self.node)
+            return
+        event = LinkEvent(
+            node=self.node,
+            state="down",
+            time=time.time(),
+            mode=mode,
+            planned_return=planned_return,
+        )
+        try:
             await self._transmit(
                 client, self.subjects.node_evt(self.node, "link"), encode(event)
             )
+        finally:
+            # Also when the agent stops while the event waits for the shaper.
             await session.close(client, self.node)
-        else:
-            await session.drop(client, self.node)
 
     async def _reconnect(self) -> None:
         url = self.settings.nats.url
