@@ -2,10 +2,13 @@
 
 The loop reads the container inventory from the latest heartbeat of the job's
 node, so it acts only on inventories that arrived after the job's last change
-and skips nodes that are offline. After it sends a command for a job, it
-waits for a heartbeat sent after the command's reply before it acts on that
-job again, so a heartbeat from before the command does not repeat it.
-Containers of jobs without a record are removed (see `controller.orphans`).
+and skips nodes that are offline or lost. After it sends a command for a job,
+it waits for a heartbeat sent after the command's reply before it acts on
+that job again, so a heartbeat from before the command does not repeat it.
+A job whose node stays down beyond its `reschedule_after` moves to another
+node (see `controller.rescheduler`). Containers of jobs without a record, and
+stale containers left on a job's former node, are removed (see
+`controller.orphans`).
 """
 
 import asyncio
@@ -19,6 +22,7 @@ from controller.errors import ControllerError, NotFoundError
 from controller.orphans import OrphanRemover
 from controller.parts import Parts
 from controller.registry import NodeRecord, NodeState
+from controller.rescheduler import Rescheduler
 from controller.store import JobRecord, observed_fields
 from schemas.messages import ContainerInfo, Create, Pause, Start, Unpause
 from schemas.values import parse_restart
@@ -90,6 +94,7 @@ class Reconciler:
         self.interval_s = interval_s
         self._backoff = Backoff(clock)
         self._orphans = OrphanRemover(parts, self._backoff)
+        self._rescheduler = Rescheduler(parts.store, parts.registry, parts.events)
         self._wall_clock = wall_clock
         # Job name -> Unix time at which the job's last command ended.
         self._acted_at: dict[str, float] = {}
@@ -107,13 +112,13 @@ class Reconciler:
 
     async def reconcile_once(self) -> None:
         records = await self._store.list()
-        known = {record.name for record in records}
-        for gone in self._acted_at.keys() - known:
+        known = {record.name: record for record in records}
+        for gone in self._acted_at.keys() - known.keys():
             del self._acted_at[gone]
-        orphans = self._orphans.orphans(known)
+        strays = self._orphans.strays(known)
         await asyncio.gather(
             *(self._reconcile_job(record) for record in records),
-            *(self._orphans.remove(node, container) for node, container in orphans),
+            *(self._orphans.remove(node, container) for node, container in strays),
         )
 
     async def _reconcile_job(self, record: JobRecord) -> None:
@@ -132,6 +137,8 @@ class Reconciler:
         try:
             record = await self._store.get(name)
         except NotFoundError:
+            return
+        if await self._rescheduler.move_if_due(record):
             return
         node = self._fresh_node(record)
         if node is None or not self._reported_since_action(name, node):

@@ -80,7 +80,12 @@ class JobSpec(_Spec):
     """A job: one container and where it may run.
 
     Field names and value syntaxes follow the Compose file format, so a
-    service from a compose.yaml carries over unchanged.
+    service from a compose.yaml carries over unchanged. One key is not
+    Compose's: `reschedule_after`, seconds or a duration such as "30s". When
+    the job's node has been offline or lost for longer than that, the
+    controller moves a running job to another node that matches its
+    placement, and removes the old container when the old node returns. It is
+    off when absent, and a job pinned with `placement.node` never moves.
     """
 
     name: str
@@ -111,6 +116,7 @@ class JobSpec(_Spec):
     stop_signal: str | None = None
     stop_grace_period: str | None = None
     placement: Placement = msgspec.field(default_factory=Placement)
+    reschedule_after: str | float | None = None
 
     def __post_init__(self) -> None:
         _check(("name",), lambda name: check_name(name, "job name"), self.name)
@@ -154,6 +160,10 @@ class JobSpec(_Spec):
             _check(
                 ("stop_grace_period",), values.parse_duration, self.stop_grace_period
             )
+        if self.reschedule_after is not None:
+            _check(
+                ("reschedule_after",), _check_reschedule_after, self.reschedule_after
+            )
 
     def environment_dict(self) -> dict[str, str]:
         return values.key_value_pairs(self.environment, "environment")
@@ -169,6 +179,11 @@ class JobSpec(_Spec):
             return None
         return values.parse_duration(self.stop_grace_period)
 
+    def reschedule_after_s(self) -> float | None:
+        if self.reschedule_after is None:
+            return None
+        return values.parse_duration(self.reschedule_after)
+
     def extra_host_pairs(self) -> list[tuple[str, str]]:
         """Return (host, address) pairs from `host:ip` / `host=ip` entries or a map."""
         if isinstance(self.extra_hosts, dict):
@@ -183,6 +198,14 @@ class JobSpec(_Spec):
                 )
             pairs.append((host, address))
         return pairs
+
+
+def _check_reschedule_after(value: str | float) -> None:
+    if values.parse_duration(value) <= 0:
+        raise ValueError(
+            f"invalid reschedule_after {value!r}: must be greater than 0; leave "
+            "the key out to keep the job on its node"
+        )
 
 
 DesiredState = Literal["running", "paused", "stopped", "removed"]

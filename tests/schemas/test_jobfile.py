@@ -271,3 +271,30 @@ def test_unsupported_tag_is_rejected():
     error = load_error("name: web\nimage: !!binary aGk=\n")
 
     assert "unsupported YAML tag" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [('"30s"', 30.0), ("12", 12.0), ("1.5", 1.5), ("1m30s", 90.0)]
+)
+def test_reschedule_after_accepts_durations(value, seconds):
+    spec = load_job_text(f"name: a\nimage: b\nreschedule_after: {value}\n")
+
+    assert spec.reschedule_after_s() == seconds
+
+
+def test_reschedule_after_off_by_default():
+    spec = load_job_text("name: a\nimage: b\n")
+
+    assert spec.reschedule_after_s() is None
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("0", "must be greater than 0"), ("soon", "invalid duration 'soon'")],
+)
+def test_invalid_reschedule_after_gives_line(value, problem):
+    with pytest.raises(JobFileError) as caught:
+        load_job_text(f"name: a\nimage: b\nreschedule_after: {value}\n", "job.yaml")
+
+    assert str(caught.value).startswith("job.yaml:3: reschedule_after: ")
+    assert problem in str(caught.value)

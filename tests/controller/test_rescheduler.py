@@ -1,0 +1,149 @@
+from controller.orphans import is_stray
+from controller.registry import NodeRegistry
+from controller.rescheduler import move_target
+from controller.store import JobRecord
+from schemas.job import JobSpec, Placement
+from tests.controller.helpers import FakeClock, heartbeat, link_down
+
+LABELS = {"zone": "lab"}
+
+
+def job(
+    node="a",
+    desired="running",
+    reschedule_after="10s",
+    placement_node=None,
+    **placement,
+):
+    spec = JobSpec(
+        name="web",
+        image="img",
+        reschedule_after=reschedule_after,
+        placement=Placement(node=placement_node, **placement),
+    )
+    return JobRecord(spec=spec, desired=desired, node=node)
+
+
+def fleet(clock, *names, labels=LABELS):
+    registry = NodeRegistry(missed=1, clock=clock)
+    for name in names:
+        registry.observe(heartbeat(name, labels=labels, interval_s=1.0))
+    return registry
+
+
+def lose(registry, clock, node, silent_s):
+    """Let `node` stay silent for `silent_s` while the others keep reporting."""
+    clock.advance(silent_s)
+    for record in registry.nodes():
+        if record.name != node:
+            registry.observe(heartbeat(record.name, seq=2, labels=LABELS))
+    registry.sweep()
+
+
+def test_job_moves_after_reschedule_after():
+    clock = FakeClock()
+    registry = fleet(clock, "a", "b")
+    lose(registry, clock, "a", 11.5)
+
+    target = move_target(job(labels=LABELS), registry)
+
+    assert target is not None
+    assert target.name == "b"
+
+
+def test_job_stays_within_reschedule_after():
+    clock = FakeClock()
+    registry = fleet(clock, "a", "b")
+    lose(registry, clock, "a", 9.5)
+
+    target = move_target(job(), registry)
+
+    assert target is None
+
+
+def test_job_stays_while_node_online():
+    clock = FakeClock()
+    registry = fleet(clock, "a", "b")
+
+    target = move_target(job(), registry)
+
+    assert target is None
+
+
+def test_job_without_reschedule_after_stays():
+    clock = FakeClock()
+    registry = fleet(clock, "a", "b")
+    lose(registry, clock, "a", 60.0)
+
+    target = move_target(job(reschedule_after=None), registry)
+
+    assert target is None
+
+
+def test_stopped_job_stays():
+    clock = FakeClock()
+    registry = fleet(clock, "a", "b")
+    lose(registry, clock, "a", 60.0)
+
+    target = move_target(job(desired="stopped"), registry)
+
+    assert target is None
+
+
+def test_pinned_job_stays():
+    clock = FakeClock()
+    registry = fleet(clock, "a", "b")
+    lose(registry, clock, "a", 60.0)
+
+    target = move_target(job(node="a", placement_node="a"), registry)
+
+    assert target is None
+
+
+def test_move_needs_matching_labels():
+    clock = FakeClock()
+    registry = fleet(clock, "a", "b")
+    lose(registry, clock, "a", 60.0)
+
+    target = move_target(job(labels={"zone": "elsewhere"}), registry)
+
+    assert target is None
+
+
+def test_move_never_targets_old_node():
+    clock = FakeClock()
+    registry = fleet(clock, "a")
+    lose(registry, clock, "a", 60.0)
+
+    target = move_target(job(), registry)
+
+    assert target is None
+
+
+def test_offline_node_counts_as_down():
+    clock = FakeClock()
+    registry = fleet(clock, "a", "b")
+    registry.link_down(link_down("a", planned_return=clock.now + 300))
+    clock.advance(11.0)
+    registry.observe(heartbeat("b", seq=2, labels=LABELS))
+
+    target = move_target(job(), registry)
+
+    assert target is not None
+    assert target.name == "b"
+
+
+def test_container_of_unrecorded_job_is_stray():
+    assert is_stray("a", None)
+
+
+def test_container_on_other_node_is_stale():
+    assert is_stray("a", job(node="b"))
+
+
+def test_container_on_record_node_is_kept():
+    assert not is_stray("a", job(node="a"))
+
+
+def test_record_without_node_claims_nothing():
+    assert not is_stray("a", job(node=None))
