@@ -11,10 +11,22 @@ import click
 from controller import output
 from controller.agents import DOCKER_STOP_GRACE_S, stop_grace_or_default
 from controller.client import ApiClient
-from controller.connection import DEFAULT_NATS_URL, NatsOptions, check_nats_url
-from controller.errors import ControllerError
+from controller.connection import (
+    DEFAULT_NATS_URL,
+    NatsOptions,
+    check_nats_url,
+    connect_once,
+)
+from controller.errors import ControllerError, InvalidRequestError
 from controller.lifecycle import missing_container_message
 from controller.pinger import DEFAULT_PING_INTERVAL_S
+from controller.probe import (
+    DEFAULT_PROBE_BYTES,
+    DEFAULT_PROBE_COUNT,
+    ENVELOPE_BYTES,
+    LinkProber,
+    max_probe_bytes,
+)
 from controller.reconciler import DEFAULT_INTERVAL_S
 from controller.registry import DEFAULT_MISSED_HEARTBEATS
 from controller.service import ControllerConfig, serve_until_signal
@@ -474,6 +486,64 @@ def watch(settings: Settings, as_json, count, timeout_s) -> None:
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(watch_events(settings.client(), show, count, timeout_s))
+
+
+def _check_node(ctx, param, value: str) -> str:
+    try:
+        return check_name(value, "node name")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@cli.command()
+@click.argument("node", callback=_check_node)
+@click.option(
+    "--bytes",
+    "size_bytes",
+    type=click.IntRange(min=1),
+    default=DEFAULT_PROBE_BYTES,
+    metavar="N",
+    help="Bytes of padding in each uplink reply and each downlink command; at "
+    f"most the server's max payload minus {ENVELOPE_BYTES}.",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=DEFAULT_PROBE_COUNT,
+    metavar="K",
+    help="Probes per measure: K round trips, and K probes sent at once for each rate.",
+)
+@timeout_option("Seconds each probe may take.")
+@json_option
+@click.pass_obj
+def probe(settings: Settings, node, size_bytes, count, timeout_s, as_json) -> None:
+    """Measure NODE's round trip, uplink and downlink rates through its shaper.
+
+    The probes go straight to the node's agent over NATS, so no controller
+    needs to run. The uplink is the agent's sending direction. Exit code 6
+    means that no agent of NODE is connected.
+    """
+    measure = asyncio.run(_probe(settings, node, size_bytes, count, timeout_s))
+    if as_json:
+        click.echo(output.to_json(measure))
+    else:
+        click.echo("\n".join(output.describe_link(measure)))
+
+
+async def _probe(settings: Settings, node, size_bytes, count, timeout_s):
+    client = await connect_once(settings.nats, "dsched-probe")
+    try:
+        limit = max_probe_bytes(client.max_payload)
+        if size_bytes > limit:
+            raise InvalidRequestError(
+                f"--bytes {size_bytes} is more than the server carries: its max "
+                f"payload is {client.max_payload} bytes, minus {ENVELOPE_BYTES} for "
+                f"the rest of the message; use --bytes {limit} or less"
+            )
+        prober = LinkProber(client, Subjects(settings.prefix), node, timeout_s)
+        return await prober.measure(size_bytes, count)
+    finally:
+        await client.close()
 
 
 def _call(

@@ -78,6 +78,24 @@ def describe_deferral(job: JobView, node: NodeView, now: float | None = None) ->
     )
 
 
+def describe_link(measure) -> list[str]:
+    """Return the lines of a `controller probe` result: round trip, uplink, downlink."""
+    rates = (
+        ("uplink", measure.uplink_bps, "replies"),
+        ("downlink", measure.downlink_bps, "commands"),
+    )
+    lines = [f"rtt       {measure.rtt_ms:.2f} ms (median of {measure.count})"]
+    for name, rate, messages in rates:
+        shown = (
+            "too fast to measure, raise --bytes" if rate is None else format_rate(rate)
+        )
+        lines.append(
+            f"{name:<9} {shown} ({measure.count} {messages} with "
+            f"{measure.bytes} bytes of padding)"
+        )
+    return lines
+
+
 def job_table(jobs: list[JobView]) -> Table:
     table = Table("NAME", "NODE", "DESIRED", "STATE", "CONTAINER", "PORTS", "UPDATED")
     for job in jobs:
