@@ -279,7 +279,7 @@ class Agent:
                 return_at = down_at + link.reconnect_s
                 await self._go_offline(mode, clock_time(return_at))
                 logger.info(
-                    "node %s: link down (%s) until %s, in %g s",
+                    "node %s: link down (%s) until %s (%g s)",
                     self.node,
                     mode,
                     local_time(clock_time(return_at)),
@@ -411,7 +411,14 @@ class Agent:
 
     async def _on_rate_change(self, previous_bps: float | None, rate_bps: float):
         assert self.shaper is not None
-        logger.info(
+        # A trace changes the rate every second or so, too often for INFO.
+        level = (
+            logging.DEBUG
+            if previous_bps is not None and self.shaper.source == "trace"
+            else logging.INFO
+        )
+        logger.log(
+            level,
             "node %s: link rate %s (%s)",
             self.node,
             describe_rate(rate_bps),
