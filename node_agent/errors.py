@@ -15,10 +15,12 @@ from schemas.messages import ErrorCode, ErrorInfo
 class AgentError(Exception):
     """A command or a start-up step that failed, with a code for scripts."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, reason: str = "") -> None:
         super().__init__(message)
         self.code: ErrorCode = code
         self.message = message
+        # The cause alone, without advice, for logs that repeat it.
+        self.reason = reason or message
 
     def to_info(self) -> ErrorInfo:
         return ErrorInfo(code=self.code, message=self.message)

@@ -80,7 +80,7 @@ def reconnect_retrying(
 
     def log_attempt(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        reason = exc.message if isinstance(exc, AgentError) else repr(exc)
+        reason = exc.reason if isinstance(exc, AgentError) else repr(exc)
         wait_s = state.next_action.sleep if state.next_action else 0.0
         logger.warning(
             "node %s: reconnect attempt %d to %s failed: %s; next attempt in %.2f s",

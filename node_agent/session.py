@@ -105,6 +105,7 @@ def _connect_error(
         "unavailable",
         f"cannot connect to NATS at {options.url}: {_describe(cause)}; "
         "start it with `broker` or pass --nats",
+        reason=_describe(cause),
     )
 
 

@@ -162,7 +162,8 @@ def test_reconnect_waits_have_jitter():
 
 
 async def test_reconnect_logs_each_attempt(caplog):
-    failures = iter([AgentError("unavailable", "refused")] * 2)
+    error = AgentError("unavailable", "refused; start it", reason="refused")
+    failures = iter([error] * 2)
 
     async def connect():
         error = next(failures, None)
