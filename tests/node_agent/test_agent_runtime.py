@@ -192,9 +192,7 @@ async def test_same_node_id_rejected_in_process(agent, agent_settings):
     assert duplicate.state.value == "stopped"
 
 
-async def test_broker_outage_logs_each_attempt(
-    agent, nats_server, nats_client, caplog
-):
+async def test_broker_outage_logs_each_attempt(agent, nats_server, nats_client, caplog):
     caplog.set_level(logging.INFO, logger="node_agent")
     heartbeats = await nats_client.subscribe(Subjects().node_hb(agent.node))
     before = await next_matching(heartbeats, heartbeat_decoder.decode, bool)

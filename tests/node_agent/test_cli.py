@@ -79,9 +79,7 @@ def test_bad_trace_file_is_a_usage_error(tmp_path):
     assert f"{trace}:2: expected a time in milliseconds, got 'soon'" in result.output
 
 
-def test_startup_states_cycles_and_rate(
-    spawn, nats_server, node_id, test_image
-):
+def test_startup_states_cycles_and_rate(spawn, nats_server, node_id, test_image):
     agent = spawn(
         "node-agent", "--nats", nats_server.url, "--node-id", node_id,
         "--bandwidth", "20Mbit",

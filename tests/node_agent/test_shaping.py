@@ -102,9 +102,7 @@ async def test_rate_in_heartbeats_and_events(shaped_agent, nats_client):
     assert beat.link_rate_bps == 20 * MBIT
 
 
-async def test_trace_replay_follows_each_second(
-    shaped_agent, nats_client, node_id
-):
+async def test_trace_replay_follows_each_second(shaped_agent, nats_client, node_id):
     trace = load_trace(TRACES / "Verizon-LTE-short.down")
     events = []
 
