@@ -105,3 +105,19 @@ def test_reply_error_code_must_be_known():
 
     with pytest.raises(msgspec.ValidationError, match="Invalid enum value 'oops'"):
         msgspec.json.decode(payload, type=Reply)
+
+
+def test_node_view_without_link_fields_decodes():
+    payload = (
+        b'{"v":1,"ok":true,"nodes":[{"name":"n1","state":"offline",'
+        b'"device_type":"x86","last_seen":12.5}]}'
+    )
+
+    reply = messages.api_reply_decoder.decode(payload)
+
+    node = reply.nodes[0]
+    assert node.state == "offline"
+    assert node.planned_return is None
+    assert node.rtt_ms is None
+    assert node.link_rate_bps is None
+    assert reply.node is None
