@@ -51,6 +51,8 @@ from node_agent.replies import encode_to_fit
 from schemas.messages import (
     LinkDownMode,
     LinkEvent,
+    Ping,
+    Probe,
     RateEvent,
     Reply,
     command_decoder,
@@ -469,6 +471,9 @@ class Agent:
         except msgspec.DecodeError as exc:
             return self._invalid_reply(data, exc)
         try:
+            if isinstance(command, Ping | Probe):
+                # They change nothing, and probe replies are large.
+                return await self._handler.handle(command)
             return await self._replies.run(
                 command.id, lambda: self._handler.handle(command)
             )

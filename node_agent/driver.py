@@ -81,21 +81,38 @@ class DockerDriver:
     def find(self, job: str) -> dict[str, Any]:
         """Return the inspect payload of the job's container on this node.
 
-        The container is named after the job, so one inspect by name finds
-        it; its labels then prove that this node owns it.
+        The container is named after the job, or after the job and the node
+        when another node's agent on the same engine took the plain name.
+        So one inspect by name finds it; its labels then prove that this node
+        owns it.
         """
-        with translated(f"looking up the container of job {job!r}"):
+        for name in (job, self._shared_engine_name(job)):
+            with translated(f"looking up the container of job {job!r}"):
+                try:
+                    attrs = self.api.inspect_container(name)
+                except docker.errors.NotFound:
+                    continue
+            labels = attrs.get("Config", {}).get("Labels") or {}
+            if labels.get(NODE_LABEL) == self.node and labels.get(JOB_LABEL) == job:
+                return attrs
+        raise AgentError(
+            "not_found", f"job {job!r} has no container on node {self.node!r}"
+        )
+
+    def _shared_engine_name(self, job: str) -> str:
+        """Return the container name used when another node has the job's name."""
+        return f"{job}.{self.node}"
+
+    def _copy_on_other_node(self, job: str) -> bool:
+        """Return whether the container named `job` is this job's on another node."""
+        with translated(f"looking up container {job!r}"):
             try:
                 attrs = self.api.inspect_container(job)
             except docker.errors.NotFound:
-                attrs = None
-        labels = (attrs or {}).get("Config", {}).get("Labels") or {}
-        if labels.get(NODE_LABEL) != self.node or labels.get(JOB_LABEL) != job:
-            raise AgentError(
-                "not_found", f"job {job!r} has no container on node {self.node!r}"
-            )
-
-        return attrs
+                return False
+        labels = attrs.get("Config", {}).get("Labels") or {}
+        node = labels.get(NODE_LABEL)
+        return labels.get(JOB_LABEL) == job and node is not None and node != self.node
 
     def inspect(self, job: str) -> ContainerInfo:
         return inventory.from_inspect(self.find(job))
@@ -131,14 +148,7 @@ class DockerDriver:
         self._ensure_image(spec.image, pull)
         attempt = f"creating the container of job {spec.name!r} on node {self.node!r}"
         with translated(attempt):
-            try:
-                created = self.api.create_container_from_config(
-                    create_body(spec, self.node), name=spec.name
-                )
-            except docker.errors.APIError as exc:
-                if exc.status_code == 409:
-                    raise self._name_in_use(spec.name) from exc
-                raise
+            created = self._create_named(spec)
         container_id = created["Id"]
         logger.info(
             "node %s created container %s of job %s",
@@ -152,6 +162,28 @@ class DockerDriver:
             attrs = self._inspect_new(spec.name, container_id)
 
         return inventory.from_inspect(attrs)
+
+    def _create_named(self, spec: JobSpec) -> dict[str, Any]:
+        """Create the container under the job's name, or the job's and node's.
+
+        The second name is for agents of several nodes on one engine, when
+        another node has a container of this job (a copy the job moved from).
+        """
+        body = create_body(spec, self.node)
+        try:
+            return self.api.create_container_from_config(body, name=spec.name)
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
+            if not self._copy_on_other_node(spec.name):
+                raise self._name_in_use(spec.name) from exc
+        name = self._shared_engine_name(spec.name)
+        try:
+            return self.api.create_container_from_config(body, name=name)
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:
+                raise self._name_in_use(name) from exc
+            raise
 
     def _name_in_use(self, job: str) -> AgentError:
         return AgentError(

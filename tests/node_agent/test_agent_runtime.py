@@ -181,6 +181,33 @@ async def test_agents_on_one_engine_stay_apart(
     assert still_mine.container.state == "running"
 
 
+async def test_agents_on_one_engine_run_one_job_each(
+    agent, agent_settings, nats_client, test_image, unique_name, cleanup_node
+):
+    neighbour_settings = AgentSettings(
+        node=cleanup_node(unique_name("neighbour")),
+        heartbeat_interval_s=agent_settings.heartbeat_interval_s,
+        nats=agent_settings.nats,
+    )
+    job = unique_name("moved")
+    spec = job_spec(job, test_image, "sleep 300")
+    mine = await command(nats_client, agent.node, Create, spec=spec)
+
+    async with Agent(neighbour_settings) as neighbour:
+        theirs = await command(nats_client, neighbour.node, Create, spec=spec)
+        inspected = await command(nats_client, neighbour.node, Inspect, job=job)
+        removed = await command(nats_client, neighbour.node, Remove, job=job)
+    still_mine = await command(nats_client, agent.node, Inspect, job=job)
+
+    assert mine.container.name == job
+    assert theirs.ok, theirs.error
+    assert theirs.container.name == f"{job}.{neighbour.node}"
+    assert inspected.container.id == theirs.container.id
+    assert removed.ok, removed.error
+    assert still_mine.container.id == mine.container.id
+    assert still_mine.container.state == "running"
+
+
 async def test_same_node_id_rejected_in_process(agent, agent_settings):
     duplicate = Agent(agent_settings)
 

@@ -17,7 +17,7 @@ from schemas.messages import (
     rate_event_decoder,
 )
 from schemas.subjects import Subjects
-from tests.node_agent.support import command_fields
+from tests.node_agent.support import command_fields, send
 
 TRACES = Path(__file__).parent.parent / "data" / "traces"
 START_TIMEOUT_S = 10
@@ -136,3 +136,22 @@ async def test_trace_replay_follows_each_second(shaped_agent, nats_client, node_
         assert measured_bps == pytest.approx(
             earlier.rate_bps, rel=0.1, abs=2 * size * 8
         )
+
+
+async def test_probe_replies_are_not_kept(agent, nats_client):
+    reply = await send(
+        nats_client, agent.node, Probe(**command_fields(), reply_bytes=10)
+    )
+
+    assert reply.padding == "x" * 10
+    assert len(agent._replies) == 0
+
+
+async def test_probe_reply_size_out_of_range_is_invalid(agent, nats_client):
+    reply = await send(
+        nats_client, agent.node, Probe(**command_fields(), reply_bytes=-1)
+    )
+
+    assert reply.ok is False
+    assert reply.error.code == "invalid"
+    assert "probe reply size -1 is out of range" in reply.error.message
