@@ -1,9 +1,9 @@
 """Retries of transport operations, with their limits in one place.
 
 JetStream operations retry UnavailableError (NATS or JetStream not ready).
-Agent commands retry a missing reply (CommandTimeoutError) and a missing agent
-(NodeOfflineError) until the command's deadline. Every other error passes
-through at once.
+Agent commands retry a missing reply (CommandTimeoutError) until the
+command's deadline, and a missing agent (NodeOfflineError) for a few seconds,
+in case it is reconnecting. Every other error passes through at once.
 """
 
 import asyncio
@@ -55,6 +55,8 @@ COMMAND_RESEND_AFTER_S = 3.0
 # doubling up to the max, while the node's agent may be reconnecting.
 NO_AGENT_FIRST_WAIT_S = 0.25
 NO_AGENT_MAX_WAIT_S = 2.0
+# Requests that no agent receives are given up after this long.
+NO_AGENT_PATIENCE_S = 3.0
 # An attempt needs at least this much time before the deadline to be worth it.
 MIN_ATTEMPT_S = 0.05
 
@@ -72,6 +74,8 @@ def until_command_deadline(
     agent that already ran it returns its first reply instead of acting again.
     """
 
+    started_at = clock()
+
     def remaining_s() -> float:
         return deadline - clock()
 
@@ -84,7 +88,12 @@ def until_command_deadline(
         )
 
     def stop(state: RetryCallState) -> bool:
-        return remaining_s() < MIN_ATTEMPT_S
+        if remaining_s() < MIN_ATTEMPT_S:
+            return True
+        # A node whose agent stays away is deferred to the reconciler soon,
+        # instead of holding the caller until the deadline.
+        no_agent = isinstance(state.outcome.exception(), NodeOfflineError)
+        return no_agent and clock() - started_at >= NO_AGENT_PATIENCE_S
 
     def log_retry(state: RetryCallState) -> None:
         logger.info(

@@ -4,7 +4,7 @@ import pytest
 
 from controller.agents import AgentClient
 from controller.errors import CommandTimeoutError, NodeOfflineError
-from controller.retries import COMMAND_RESEND_AFTER_S
+from controller.retries import COMMAND_RESEND_AFTER_S, NO_AGENT_PATIENCE_S
 from schemas.messages import Reply, Start, command_decoder, encode
 from schemas.subjects import Subjects
 from tests.controller.helpers import FakeClock
@@ -107,3 +107,15 @@ async def test_missing_agent_until_deadline_is_offline():
 
     assert clock.now <= client.commands[0].deadline
     assert len({command.id for command in client.commands}) == 1
+
+
+async def test_missing_agent_given_up_before_deadline():
+    clock = FakeClock()
+    started_at = clock.now
+    agents, client = agent_client(clock, ["no_responders"] * 100)
+
+    with pytest.raises(NodeOfflineError):
+        await agents.call("n1", Start, bound_s=30.0, job="web")
+
+    assert clock.now - started_at >= NO_AGENT_PATIENCE_S
+    assert clock.now - started_at < NO_AGENT_PATIENCE_S + 2.5
