@@ -11,7 +11,7 @@ changes on `evt.rate`.
 The link loop owns the NATS connection. It closes it for the offline part
 of each disconnect cycle and reconnects afterwards, and reconnects after a
 real loss as well. While offline, container and rate events wait in a
-bounded buffer, heartbeats pause and replies are lost; commands still
+bounded buffer, heartbeats pause and replies are lost. Commands still
 running finish, so a command sent again with the same id gets its reply.
 When a shaper is set, every message sent and received waits for it.
 """
@@ -68,7 +68,7 @@ DEFAULT_DEVICE_TYPE = "x86"
 STOP_GRACE_S = 30.0
 # How long stopping waits for the heartbeat and event tasks to end by themselves.
 TASK_STOP_TIMEOUT_S = 5.0
-# The NATS default, used while no server has said what it allows.
+# The NATS default max payload, used until a server reports its own.
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
 _peek_decoder = msgspec.json.Decoder()
 
@@ -370,7 +370,7 @@ class Agent:
             self.next_disconnect_at = now + self.settings.link.disconnect_s
 
     async def _came_back(self, mode: LinkDownMode, offline_s: float) -> None:
-        held, dropped = self._offline_buffer.take()
+        kept, dropped = self._offline_buffer.take()
         event = LinkEvent(
             node=self.node,
             state="up",
@@ -378,7 +378,7 @@ class Agent:
             mode=mode,
             offline_s=offline_s,
             next_disconnect_at=self.next_disconnect_at,
-            buffered_events=len(held),
+            buffered_events=len(kept),
             dropped_events=dropped,
         )
         next_disconnect = (
@@ -400,7 +400,7 @@ class Agent:
                 dropped,
             )
         await self._publish(self.subjects.node_evt(self.node, "link"), encode(event))
-        for subject, data in held:
+        for subject, data in kept:
             await self._publish_event(subject, data)
         self._heartbeats.kick()
 

@@ -243,7 +243,7 @@ RATE_UNITS_HELP = (
     default=DEFAULT_RECONNECT_MAX_WAIT_S,
     show_default=True,
     callback=_check_positive,
-    help="Longest wait between reconnect attempts; the waits grow exponentially, "
+    help="Max wait between reconnect attempts; the waits grow exponentially, "
     "with jitter, up to this cap.",
 )
 @click.option(

@@ -25,7 +25,7 @@ from schemas.messages import (
 
 logger = logging.getLogger(__name__)
 
-# The most padding a probe may ask for; NATS servers allow at most 64 MiB.
+# The max padding of a probe reply; NATS servers accept payloads of 64 MiB at most.
 MAX_PROBE_REPLY_BYTES = 64 * 1024 * 1024
 
 

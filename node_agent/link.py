@@ -31,7 +31,7 @@ DisconnectMode = Literal["announced", "abrupt"]
 
 @dataclass(frozen=True)
 class LinkSettings:
-    """How the agent's link behaves; cycles are off when `disconnect_s` <= 0."""
+    """Link behaviour of the agent; cycles are off when `disconnect_s` <= 0."""
 
     disconnect_s: float = DEFAULT_DISCONNECT_S
     reconnect_s: float = DEFAULT_RECONNECT_S

@@ -251,7 +251,7 @@ async def drop(client: Client, node: str) -> None:
     """Drop the connection as a failed link would: what is pending is lost.
 
     nats-py has no call for this, so the pending buffer is emptied and the
-    socket aborted through its private attributes; when they are missing
+    socket aborted through its private attributes. When they are missing
     (another nats-py version), the connection is closed instead.
     """
     writer = getattr(getattr(client, "_transport", None), "_io_writer", None)
