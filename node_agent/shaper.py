@@ -20,7 +20,6 @@ Limitations:
 """
 
 import asyncio
-import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -48,7 +47,7 @@ class TokenBucket:
         # bucket contains `earned - spent`, at most `burst_bytes`, below 0 in debt.
         self._earned = float(burst_bytes)
         self._spent = 0.0
-        self._rate_changed = asyncio.Event()
+        self._waiters: set[asyncio.Future[None]] = set()
 
     @property
     def level_bytes(self) -> float:
@@ -61,8 +60,8 @@ class TokenBucket:
         self._check_rate(rate_bps)
         self._refill()
         self.rate_bps = rate_bps
-        self._rate_changed.set()
-        self._rate_changed = asyncio.Event()
+        for waiter in self._waiters:
+            _wake(waiter)
 
     def meter(self, size_bytes: int) -> float:
         """Take `size_bytes` from the bucket; return the position to wait for.
@@ -92,11 +91,21 @@ class TokenBucket:
     async def acquire(self, size_bytes: int) -> None:
         """Meter `size_bytes` and sleep until the bucket has paid for them."""
         position = self.meter(size_bytes)
+        loop = asyncio.get_running_loop()
         while (delay_s := self.wait_s(position)) > 0:
+            # A future and a timer cost less than a task per waiting message;
             # set_rate ends the wait early, so the rest is waited at the new rate.
-            timeout_s = None if math.isinf(delay_s) else delay_s
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._rate_changed.wait(), timeout_s)
+            waiter = loop.create_future()
+            timer = None
+            if not math.isinf(delay_s):
+                timer = loop.call_later(delay_s, _wake, waiter)
+            self._waiters.add(waiter)
+            try:
+                await waiter
+            finally:
+                self._waiters.discard(waiter)
+                if timer is not None:
+                    timer.cancel()
 
     def _refill(self) -> None:
         now = self._clock()
@@ -109,3 +118,8 @@ class TokenBucket:
     def _check_rate(rate_bps: float) -> None:
         if rate_bps < 0:
             raise ValueError(f"rate_bps must not be negative, got {rate_bps!r}")
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
