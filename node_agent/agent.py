@@ -123,7 +123,7 @@ class Agent:
         self._lost = asyncio.Event()
         self._max_payload = DEFAULT_MAX_PAYLOAD
         self._subscription: Subscription | None = None
-        self._handler = CommandHandler(self.driver)
+        self._handler = CommandHandler(self.driver, link_rate=self._link_rate)
         self._replies = ReplyCache()
         self._commands: set[asyncio.Task] = set()
         self._tasks: list[asyncio.Task] = []
@@ -404,9 +404,12 @@ class Agent:
             await self._publish_event(subject, data)
         self._heartbeats.kick()
 
+    def _link_rate(self) -> float | None:
+        return self.shaper.rate_bps if self.shaper is not None else None
+
     def _link_fields(self) -> LinkFields:
         return LinkFields(
-            link_rate_bps=self.shaper.rate_bps if self.shaper is not None else None,
+            link_rate_bps=self._link_rate(),
             connected_since=self.connected_since,
             next_disconnect_at=self.next_disconnect_at,
         )

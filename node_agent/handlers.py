@@ -39,11 +39,15 @@ class CommandHandler:
     """
 
     def __init__(
-        self, driver: DockerDriver, clock: Callable[[], float] = time.time
+        self,
+        driver: DockerDriver,
+        clock: Callable[[], float] = time.time,
+        link_rate: Callable[[], float | None] = lambda: None,
     ) -> None:
         self.driver = driver
         self.node = driver.node
         self._clock = clock
+        self._link_rate = link_rate
 
     async def handle(self, command: AnyCommand) -> Reply:
         late_s = self._clock() - command.deadline
@@ -101,7 +105,10 @@ class CommandHandler:
             case Ping():
                 return self._ok(command)
             case Probe(reply_bytes=reply_bytes):
-                return self._ok(command, padding=probe_padding(reply_bytes))
+                padding = probe_padding(reply_bytes)
+                return self._ok(
+                    command, padding=padding, link_rate_bps=self._link_rate()
+                )
 
         return self._ok(command, container=info)
 

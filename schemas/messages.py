@@ -166,8 +166,10 @@ class Reply(Message, forbid_unknown_fields=False):
     container: ContainerInfo | None = None
     containers: list[ContainerInfo] | None = None
     logs: str | None = None
-    # Set in the reply to a probe: `reply_bytes` characters.
+    # Set in the reply to a probe: `reply_bytes` characters, and the node's
+    # shaped link rate in bits per second (None when not shaped).
     padding: str | None = None
+    link_rate_bps: float | None = None
 
 
 # Heartbeats and events, agent -> all

@@ -94,6 +94,8 @@ async def test_rate_in_heartbeats_and_events(shaped_agent, nats_client):
     event = rate_event_decoder.decode(message.data)
     beat = heartbeat_decoder.decode((await beats.next_msg(timeout=10)).data)
 
+    probed = await send(nats_client, agent.node, Probe(**command_fields()))
+    assert probed.link_rate_bps == 20 * MBIT
     assert (event.rate_bps, event.previous_bps, event.source) == (
         20 * MBIT,
         None,
