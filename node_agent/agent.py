@@ -41,6 +41,7 @@ from node_agent.handlers import CommandHandler
 from node_agent.heartbeat import HeartbeatPublisher, LinkFields
 from node_agent.idempotence import ReplyCache
 from node_agent.link import (
+    RECONNECT_NODE_CHECK_TIMEOUT_S,
     LinkSettings,
     OfflineBuffer,
     clock_time,
@@ -129,6 +130,10 @@ class Agent:
         self._tasks: list[asyncio.Task] = []
         self._link_tasks: list[asyncio.Task] = []
         self._stopped = asyncio.Event()
+        # Set when the agent cannot go on, e.g. its node id was taken while
+        # it was offline; the caller then stops it and reports `failure`.
+        self.failure: AgentError | None = None
+        self._failed = asyncio.Event()
         self._offline_buffer = OfflineBuffer(settings.link.event_buffer)
         self.shaper = (
             LinkShaper(settings.bandwidth, settings.burst_bytes)
@@ -224,11 +229,19 @@ class Agent:
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
 
+    async def wait_failed(self) -> AgentError:
+        """Wait until the agent cannot go on; return why."""
+        await self._failed.wait()
+        assert self.failure is not None
+        return self.failure
+
     async def _close(self) -> None:
         self.state = AgentState.STOPPING
         for task in self._link_tasks:
             task.cancel()
         await asyncio.gather(*self._link_tasks, return_exceptions=True)
+        if self.shaper is not None:
+            self.shaper.release()
         await self._finish_commands()
         await self._stop_tasks()
         if self._client is not None:
@@ -298,7 +311,13 @@ class Agent:
                     self.node,
                     link.reconnect_max_wait_s,
                 )
-            await self._reconnect()
+            try:
+                await self._reconnect()
+            except AgentError as exc:
+                logger.error("node %s cannot reconnect: %s", self.node, exc.message)
+                self.failure = exc
+                self._failed.set()
+                return
             await self._came_back(mode, time.monotonic() - down_at)
 
     async def _wait_until_link_ends(self) -> bool:
@@ -348,10 +367,13 @@ class Agent:
     async def _connect_again(self) -> None:
         lost = asyncio.Event()
         client = await session.connect(self.settings.nats, self.node, lost.set)
+        subject = self.subjects.node_cmd(self.node)
         try:
-            subscription = await session.subscribe(
-                client, self.subjects.node_cmd(self.node), self._on_message
+            # Another agent may have started with this node id meanwhile.
+            await session.check_node_id_free(
+                client, subject, self.node, RECONNECT_NODE_CHECK_TIMEOUT_S
             )
+            subscription = await session.subscribe(client, subject, self._on_message)
         except BaseException:
             await session.close(client, self.node)
             raise

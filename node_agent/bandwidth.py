@@ -116,6 +116,11 @@ class LinkShaper:
     def source(self) -> RateSource:
         return self.plan.source
 
+    def release(self) -> None:
+        """Stop shaping: what waits passes now, so a stopping agent is not held."""
+        self.uplink.release()
+        self.downlink.release()
+
     async def send(self, size_bytes: int) -> None:
         await self.uplink.acquire(size_bytes)
 

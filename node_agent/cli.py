@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import sys
@@ -128,8 +129,11 @@ RATE_UNITS_HELP = (
 @click.command(
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog=RATE_UNITS_HELP
+    + "\n\nA second SIGTERM or SIGINT exits at once, without waiting for "
+    "running commands."
     + "\n\nExit codes: 0 stopped by SIGTERM or SIGINT, 1 other failure, 2 usage "
-    f"error, {EXIT_NODE_ID_IN_USE} node id in use, {EXIT_UNAVAILABLE} NATS or "
+    f"error, {EXIT_NODE_ID_IN_USE} node id in use (at start-up, or taken by another "
+    f"agent while this one was offline), {EXIT_UNAVAILABLE} NATS or "
     "Docker unreachable at start-up.",
 )
 @click.option(
@@ -442,8 +446,23 @@ async def run_agent(settings: AgentSettings) -> None:
     """Run the agent until SIGTERM or SIGINT, then stop it cleanly."""
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop_requested.set)
 
-    async with Agent(settings):
-        await stop_requested.wait()
+    def on_signal() -> None:
+        if stop_requested.is_set():
+            logging.getLogger(__name__).warning(
+                "second stop signal: exiting without waiting for running commands"
+            )
+            os._exit(EXIT_ERROR)
+        stop_requested.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal)
+
+    async with Agent(settings) as agent:
+        stop = asyncio.create_task(stop_requested.wait())
+        failed = asyncio.create_task(agent.wait_failed())
+        await asyncio.wait({stop, failed}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        failed.cancel()
+    if agent.failure is not None:
+        raise agent.failure

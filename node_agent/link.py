@@ -24,6 +24,10 @@ DEFAULT_RECONNECT_S = 20.0
 DEFAULT_RECONNECT_MAX_WAIT_S = 10.0
 DEFAULT_EVENT_BUFFER = 1000
 FIRST_RECONNECT_WAIT_S = 0.25
+# How long a returning agent waits for another agent to claim its node id.
+# NATS reports at once that nobody listens, so this costs time only when a
+# monitor subscribes to the command subject.
+RECONNECT_NODE_CHECK_TIMEOUT_S = 0.25
 RECONNECT_JITTER_S = 0.25
 
 DisconnectMode = Literal["announced", "abrupt"]
@@ -97,10 +101,17 @@ def reconnect_retrying(
             max=max_wait_s,
             jitter=RECONNECT_JITTER_S,
         ),
-        retry=tenacity.retry_if_exception_type(Exception),
+        retry=tenacity.retry_if_exception(_worth_retrying),
         before_sleep=log_attempt,
         reraise=True,
     )
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    """Return whether another connect may succeed: not when the node id is taken."""
+    if isinstance(exc, AgentError):
+        return exc.code != "conflict"
+    return isinstance(exc, Exception)
 
 
 class OfflineBuffer:

@@ -48,6 +48,7 @@ class TokenBucket:
         self._earned = float(burst_bytes)
         self._spent = 0.0
         self._waiters: set[asyncio.Future[None]] = set()
+        self._released = False
 
     @property
     def level_bytes(self) -> float:
@@ -88,11 +89,17 @@ class TokenBucket:
             return math.inf
         return missing_bytes * BITS_PER_BYTE / self.rate_bps
 
+    def release(self) -> None:
+        """Let every message pass at once from now on, including those waiting."""
+        self._released = True
+        for waiter in self._waiters:
+            _wake(waiter)
+
     async def acquire(self, size_bytes: int) -> None:
         """Meter `size_bytes` and sleep until the bucket has paid for them."""
         position = self.meter(size_bytes)
         loop = asyncio.get_running_loop()
-        while (delay_s := self.wait_s(position)) > 0:
+        while not self._released and (delay_s := self.wait_s(position)) > 0:
             # A future and a timer cost less than a task per waiting message;
             # set_rate ends the wait early, so the rest is waited at the new rate.
             waiter = loop.create_future()

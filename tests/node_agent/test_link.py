@@ -10,10 +10,12 @@ import nats.errors
 import pytest
 
 from node_agent.agent import Agent
+from node_agent.bandwidth import FixedRate
 from node_agent.link import LinkSettings
 from schemas.job import JobSpec
 from schemas.messages import (
     List,
+    Probe,
     Stop,
     container_event_decoder,
     encode,
@@ -266,3 +268,42 @@ async def test_agent_returns_after_broker_kill(
     assert agent.online
     assert agent.connected_since - restarted_at < cap_s + 1.0
     assert after.seq > before.seq
+
+
+async def test_returning_agent_yields_taken_node_id(
+    cycling_settings, start_agent, agent_settings, nats_client
+):
+    cycling = await start_agent(cycling_settings(reconnect_s=2.0))
+    links = await record(
+        nats_client,
+        Subjects().node_evt(cycling.node, "link"),
+        link_event_decoder.decode,
+    )
+    await links.next(is_state("down"))
+
+    newcomer = await start_agent(agent_settings)
+    failure = await asyncio.wait_for(cycling.wait_failed(), WAIT_S)
+    reply = await send(nats_client, newcomer.node, List(**command_fields()))
+
+    assert failure.code == "conflict"
+    assert f"node id {cycling.node!r} is already in use" in failure.message
+    assert reply.ok
+    assert not cycling.online
+
+
+async def test_stop_does_not_wait_for_the_shaper(
+    agent_settings, start_agent, nats_client
+):
+    slow = dataclasses.replace(agent_settings, bandwidth=FixedRate(100_000))
+    agent = await start_agent(slow)
+    # 200 kB at 100 kbit/s take 16 s on the link.
+    probe = Probe(**command_fields(), reply_bytes=200_000)
+    await nats_client.publish(
+        Subjects().node_cmd(agent.node), encode(probe), reply=nats_client.new_inbox()
+    )
+    await asyncio.sleep(0.5)
+
+    started_at = time.monotonic()
+    await asyncio.wait_for(agent.stop(), 30)
+
+    assert time.monotonic() - started_at < 8

@@ -123,3 +123,14 @@ async def test_acquire_wakes_on_rate_increase():
     shaper.set_rate(800 * MBIT)
 
     await asyncio.wait_for(waiter, 1.0)
+
+
+async def test_release_lets_waiting_messages_pass():
+    shaper = TokenBucket(8_000, 1_000)
+    waiter = asyncio.create_task(shaper.acquire(100_000))
+    await asyncio.sleep(0.05)
+
+    shaper.release()
+
+    await asyncio.wait_for(waiter, 1.0)
+    await asyncio.wait_for(shaper.acquire(100_000), 1.0)
