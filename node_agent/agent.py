@@ -135,6 +135,8 @@ class Agent:
         self.failure: AgentError | None = None
         self._failed = asyncio.Event()
         self._offline_buffer = OfflineBuffer(settings.link.event_buffer)
+        self._rate_changed_offline = False
+        self._rate_before_offline: float | None = None
         self.shaper = (
             LinkShaper(settings.bandwidth, settings.burst_bytes)
             if settings.bandwidth is not None
@@ -424,6 +426,9 @@ class Agent:
         await self._publish(self.subjects.node_evt(self.node, "link"), encode(event))
         for subject, data in kept:
             await self._publish_event(subject, data)
+        if self._rate_changed_offline and self.shaper is not None:
+            self._rate_changed_offline = False
+            await self._publish_rate(self._rate_before_offline, self.shaper.rate_bps)
         self._heartbeats.kick()
 
     def _link_rate(self) -> float | None:
@@ -451,6 +456,17 @@ class Agent:
             describe_rate(rate_bps),
             self.shaper.source,
         )
+        if not self.online:
+            # Rate changes while offline become one event on return, so they
+            # do not push container events out of the offline buffer.
+            if not self._rate_changed_offline:
+                self._rate_changed_offline = True
+                self._rate_before_offline = previous_bps
+            return
+        await self._publish_rate(previous_bps, rate_bps)
+
+    async def _publish_rate(self, previous_bps: float | None, rate_bps: float):
+        assert self.shaper is not None
         event = RateEvent(
             node=self.node,
             time=time.time(),
@@ -458,9 +474,7 @@ class Agent:
             previous_bps=previous_bps,
             source=self.shaper.source,
         )
-        await self._publish_event(
-            self.subjects.node_evt(self.node, "rate"), encode(event)
-        )
+        await self._publish(self.subjects.node_evt(self.node, "rate"), encode(event))
 
     # Commands
 

@@ -10,7 +10,7 @@ import nats.errors
 import pytest
 
 from node_agent.agent import Agent
-from node_agent.bandwidth import FixedRate
+from node_agent.bandwidth import FixedRate, FluctuatingRate
 from node_agent.link import LinkSettings
 from schemas.job import JobSpec
 from schemas.messages import (
@@ -21,6 +21,7 @@ from schemas.messages import (
     encode,
     heartbeat_decoder,
     link_event_decoder,
+    rate_event_decoder,
     reply_decoder,
 )
 from schemas.subjects import Subjects
@@ -307,3 +308,30 @@ async def test_stop_does_not_wait_for_the_shaper(
     await asyncio.wait_for(agent.stop(), 30)
 
     assert time.monotonic() - started_at < 8
+
+
+async def test_offline_rate_changes_become_one_event(
+    cycling_settings, start_agent, nats_client, driver, test_image, unique_name
+):
+    command = f"sh -c 'sleep {CONNECTED_S + 0.4}; exit 5'"
+    await create(driver, job_spec(unique_name("dies-offline"), test_image, command))
+    settings = dataclasses.replace(
+        cycling_settings(event_buffer=1),
+        bandwidth=FluctuatingRate(50e6, 500e6, 0.1, seed=3),
+    )
+    agent = await start_agent(settings)
+    events = await record(
+        nats_client, f"dsched.node.{agent.node}.evt.>", lambda data: data
+    )
+
+    up_index, _, _ = await events.next(lambda data: b'"state":"up"' in data)
+    await asyncio.sleep(0.3)
+
+    after_up = [data for _, data in events.items[up_index:]]
+    up = link_event_decoder.decode(after_up[0])
+    died = container_event_decoder.decode(after_up[1])
+    rate = rate_event_decoder.decode(after_up[2])
+    assert (up.buffered_events, up.dropped_events) == (1, 0)
+    assert (died.action, died.exit_code) == ("die", 5)
+    assert rate.source == "fluctuate"
+    assert rate.previous_bps is not None
