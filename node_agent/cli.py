@@ -22,6 +22,7 @@ from node_agent.bandwidth import (
     FluctuatingRate,
     RatePlan,
     TraceRate,
+    describe_rate,
 )
 from node_agent.errors import AgentError
 from node_agent.link import (
@@ -104,7 +105,7 @@ def _check_rate(ctx: click.Context, param: click.Parameter, value: str | None):
     if value is None:
         return None
     try:
-        return parse_rate(value)
+        return parse_rate(value, unit_required=True)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -367,7 +368,9 @@ def main(
     and --bandwidth, --bandwidth-fluctuate or --bandwidth-trace shape every
     message it sends and receives."""
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
-    bandwidth = _rate_plan(click.get_current_context())
+    ctx = click.get_current_context()
+    bandwidth = _rate_plan(ctx)
+    _warn_unused_cycle_options(ctx)
     settings = AgentSettings(
         node=node_id,
         device_type=device_type,
@@ -395,6 +398,11 @@ def main(
         sys.exit(_EXIT_CODES.get(exc.code, EXIT_ERROR))
 
 
+# Options that apply only with disconnect cycles, by parameter name.
+_CYCLES_ONLY = {
+    "reconnect_s": "--reconnect",
+    "disconnect_mode": "--disconnect-mode",
+}
 # Options that apply only with --bandwidth-fluctuate, by parameter name.
 _FLUCTUATE_ONLY = {
     "bandwidth_min_bps": "--bandwidth-min",
@@ -425,6 +433,17 @@ def _rate_plan(ctx: click.Context) -> RatePlan | None:
             and not params["bandwidth_fluctuate"]
         ):
             raise click.UsageError(f"{option} applies only with --bandwidth-fluctuate")
+    if ctx.get_parameter_source("burst_bytes") is source and not chosen:
+        raise click.UsageError(
+            "--burst applies only with --bandwidth, --bandwidth-fluctuate or "
+            "--bandwidth-trace"
+        )
+    low, high = params["bandwidth_min_bps"], params["bandwidth_max_bps"]
+    if params["bandwidth_fluctuate"] and low > high:
+        raise click.UsageError(
+            f"--bandwidth-min {describe_rate(low)} is above --bandwidth-max "
+            f"{describe_rate(high)}"
+        )
     try:
         if params["bandwidth_fluctuate"]:
             return FluctuatingRate(
@@ -440,6 +459,23 @@ def _rate_plan(ctx: click.Context) -> RatePlan | None:
     except (ValueError, OSError) as exc:
         raise click.UsageError(str(exc)) from None
     return None
+
+
+def _warn_unused_cycle_options(ctx: click.Context) -> None:
+    """Warn about cycle options given while --disconnect turns cycles off.
+
+    Scripts often keep them and set --disconnect 0, so this is no error.
+    """
+    if ctx.params["disconnect_s"] > 0:
+        return
+    source = click.core.ParameterSource.COMMANDLINE
+    for name, option in _CYCLES_ONLY.items():
+        if ctx.get_parameter_source(name) is source:
+            logging.getLogger(__name__).warning(
+                "%s has no effect: --disconnect %g turns disconnect cycles off",
+                option,
+                ctx.params["disconnect_s"],
+            )
 
 
 async def run_agent(settings: AgentSettings) -> None:

@@ -1,12 +1,15 @@
 """Bandwidth traces: rates that change over time, replayed in a loop.
 
-Two file formats are read:
+Two file formats are read, told apart by a comma in the first data line:
 - Mahimahi link traces, the format of public cellular traces: one integer
-  per line, a time in milliseconds. Each line is one opportunity for a
-  1500-byte packet, so the rate over a window is 1500 * 8 * lines / window.
-  The trace repeats with the period of its last time.
+  per line, a time in milliseconds, never decreasing. Each line is one
+  opportunity for a 1500-byte packet, so the rate over a window is
+  1500 * 8 * lines / window. The trace repeats with the period of its last
+  time.
 - CSV with `seconds,rate` rows: from that second on, the link runs at that
   rate (bits per second, or a rate with a unit as `parse_rate` reads it).
+  A rate of 0 is an outage. A first row of column names is skipped.
+Lines that start with `#` are comments in both.
 """
 
 import bisect
@@ -19,7 +22,8 @@ from pathlib import Path
 MAHIMAHI_PACKET_BYTES = 1500
 _RATE_RE = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[a-zA-Z/]*)")
 # Unit -> bits per second of one unit. Lower-case b means bits, upper-case B
-# bytes; k, M and G are powers of 1000.
+# bytes; k, M and G are powers of 1000. The lower-case kbit, mbit and gbit
+# are the spellings of Linux tc.
 _RATE_UNITS = {
     "": 1,
     "bps": 1,
@@ -29,6 +33,8 @@ _RATE_UNITS = {
     "Kbit": 1e3,
     "Kbps": 1e3,
     "Mbit": 1e6,
+    "mbit": 1e6,
+    "gbit": 1e9,
     "Mbps": 1e6,
     "Gbit": 1e9,
     "Gbps": 1e9,
@@ -40,8 +46,12 @@ _RATE_UNITS = {
 }
 
 
-def parse_rate(text: str) -> float:
-    """Parse a rate such as 100Mbit, 20Mbps or 5MB/s into bits per second."""
+def parse_rate(text: str, unit_required: bool = False, zero: bool = False) -> float:
+    """Parse a rate such as 100Mbit, 20Mbps or 5MB/s into bits per second.
+
+    A number without a unit is bits per second, unless `unit_required`.
+    A rate of 0 is rejected unless `zero` allows it.
+    """
     match = _RATE_RE.fullmatch(text.strip())
     if match is None or match["unit"] not in _RATE_UNITS:
         raise ValueError(
@@ -49,8 +59,13 @@ def parse_rate(text: str) -> float:
             "(or bps, kbps, Mbps, Gbps) for bits per second, or B/s, kB/s, "
             "MB/s, GB/s for bytes per second"
         )
+    if unit_required and not match["unit"]:
+        raise ValueError(
+            f"invalid rate {text!r}: add a unit, e.g. {text.strip()}Mbit for "
+            f"megabits or {text.strip()}kbit for kilobits per second"
+        )
     rate_bps = float(match["number"]) * _RATE_UNITS[match["unit"]]
-    if rate_bps <= 0:
+    if rate_bps <= 0 and not zero:
         raise ValueError(f"invalid rate {text!r}: must be greater than 0")
     return rate_bps
 
@@ -73,24 +88,32 @@ class RateTrace:
 def load_trace(path: str | Path, bin_s: float = 1.0) -> RateTrace:
     """Load a Mahimahi trace or a `seconds,rate` CSV, chosen by the content."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    if "," in text.split("\n", 1)[0]:
-        return _load_csv(text, path)
-    return _load_mahimahi(text, path, bin_s)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a text file: {exc}") from None
+    lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1)]
+    data = [(n, line) for n, line in lines if line and not line.startswith("#")]
+    if not data:
+        raise ValueError(f"{path}: the trace is empty")
+    if "," in data[0][1]:
+        return _load_csv(data, path)
+    return _load_mahimahi(data, path, bin_s)
 
 
-def _load_mahimahi(text: str, path: Path, bin_s: float) -> RateTrace:
-    times_ms = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        if not line.strip().isdigit():
+def _load_mahimahi(data: list[tuple[int, str]], path: Path, bin_s: float) -> RateTrace:
+    times_ms: list[int] = []
+    for number, line in data:
+        if not line.isdigit():
             raise ValueError(
                 f"{path}:{number}: expected a time in milliseconds, got {line!r}"
             )
+        if times_ms and int(line) < times_ms[-1]:
+            raise ValueError(
+                f"{path}:{number}: times must not decrease, got {line} after "
+                f"{times_ms[-1]}"
+            )
         times_ms.append(int(line))
-    if not times_ms:
-        raise ValueError(f"{path}: the trace has no packet times")
 
     # The trace repeats with the period of its last time, so a packet at
     # exactly that time is one at time 0 of the next round.
@@ -106,15 +129,21 @@ def _load_mahimahi(text: str, path: Path, bin_s: float) -> RateTrace:
     return RateTrace(tuple(i * bin_s for i in range(bins)), rates, length_ms / 1000)
 
 
-def _load_csv(text: str, path: Path) -> RateTrace:
-    starts, rates = [], []
-    for number, row in enumerate(csv.reader(text.splitlines()), start=1):
-        if not row or row[0].strip().startswith("#"):
-            continue
+def _load_csv(data: list[tuple[int, str]], path: Path) -> RateTrace:
+    starts: list[float] = []
+    rates: list[float] = []
+    for index, (number, line) in enumerate(data):
+        row = next(csv.reader([line]))
+        if index == 0 and not _is_number(row[0]):
+            continue  # column names
+        if len(row) != 2:
+            raise ValueError(
+                f"{path}:{number}: expected seconds,rate, got {len(row)} columns"
+            )
         try:
-            start_s, rate_text = float(row[0]), row[1]
-            rate_bps = parse_rate(rate_text)
-        except (IndexError, ValueError) as exc:
+            start_s = float(row[0])
+            rate_bps = parse_rate(row[1], zero=True)
+        except ValueError as exc:
             raise ValueError(f"{path}:{number}: expected seconds,rate: {exc}") from None
         if starts and start_s <= starts[-1]:
             raise ValueError(f"{path}:{number}: times must increase, got {start_s}")
@@ -122,7 +151,17 @@ def _load_csv(text: str, path: Path) -> RateTrace:
         rates.append(rate_bps)
     if not starts or starts[0] != 0:
         raise ValueError(f"{path}: the first row must start at second 0")
+    if not any(rates):
+        raise ValueError(f"{path}: every rate is 0, so nothing would pass")
     # The last rate lasts as long as the step before it, at least 1 s.
     last_step_s = starts[-1] - starts[-2] if len(starts) > 1 else 1.0
 
     return RateTrace(tuple(starts), tuple(rates), starts[-1] + last_step_s)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

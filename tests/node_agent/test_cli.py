@@ -41,8 +41,10 @@ def test_default_node_id_is_valid_name():
                 "--bandwidth-max",
                 "1Mbit",
             ],
-            "the minimum must be above 0 and at most the maximum",
+            "--bandwidth-min 9 Mbit/s is above --bandwidth-max 1 Mbit/s",
         ),
+        (["--bandwidth", "100"], "add a unit, e.g. 100Mbit"),
+        (["--burst", "8k"], "--burst applies only with --bandwidth"),
         (["--burst", "lots"], "invalid size 'lots'"),
         (["--reconnect", "-1"], "-1.0 is not in the range x>=0"),
         (["--reconnect-max-wait", "0"], "must be greater than 0 seconds"),
@@ -167,3 +169,15 @@ def test_second_process_same_id_exits(spawn, nats_server, node_id, test_image):
         f"node id {node_id!r} is already in use by a running agent" in second.output()
     )
     assert "pass a different --node-id" in second.output()
+
+
+def test_cycle_options_without_cycles_warn(docker_client, caplog):
+    url = f"nats://127.0.0.1:{free_port()}"
+    args = ["--nats", url, "--node-id", "cli-nocycles", "--disconnect", "0"]
+
+    result = CliRunner().invoke(main, [*args, "--reconnect", "5"])
+
+    assert result.exit_code == EXIT_UNAVAILABLE
+    assert "--reconnect has no effect: --disconnect 0 turns disconnect cycles off" in (
+        caplog.text
+    )

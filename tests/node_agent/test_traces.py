@@ -16,6 +16,7 @@ MBIT = 1_000_000
         ("5MB/s", 40 * MBIT),
         ("512kbit", 512_000),
         ("1.5Gbit", 1.5e9),
+        ("100mbit", 100 * MBIT),
         ("64000", 64_000),
     ],
 )
@@ -96,3 +97,44 @@ def test_csv_rejects_bad_rows(tmp_path, text, fragment):
         load_trace(path)
 
     assert fragment in str(info.value)
+
+
+def test_unit_can_be_required():
+    with pytest.raises(ValueError, match="add a unit, e.g. 100Mbit"):
+        parse_rate("100", unit_required=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("0\n5\n3\n", r"bad.trace:3: times must not decrease, got 3 after 5"),
+        ("0,1Mbit,extra\n", r"bad.trace:1: expected seconds,rate, got 3 columns"),
+        ("# nothing\n\n", r"bad.trace: the trace is empty"),
+        ("0,0\n5,0\n", r"bad.trace: every rate is 0"),
+        ("seconds,rate\n", r"bad.trace: the first row must start at second 0"),
+    ],
+)
+def test_bad_traces_are_rejected(tmp_path, text, message):
+    path = tmp_path / "bad.trace"
+    path.write_text(text)
+
+    with pytest.raises(ValueError, match=message):
+        load_trace(path)
+
+
+def test_binary_trace_is_rejected_with_its_name(tmp_path):
+    path = tmp_path / "bad.trace"
+    path.write_bytes(b"\xff\xfe0\n")
+
+    with pytest.raises(ValueError, match=r"bad.trace: not a text file"):
+        load_trace(path)
+
+
+def test_csv_with_header_comments_and_outage(tmp_path):
+    path = tmp_path / "steps.csv"
+    path.write_text("# a lab link\nseconds,rate\n0,10Mbit\n5,0\n8,2Mbit\n")
+
+    trace = load_trace(path)
+
+    assert trace.rates_bps == (10 * MBIT, 0.0, 2 * MBIT)
+    assert trace.starts_s == (0.0, 5.0, 8.0)
