@@ -85,7 +85,7 @@ class JobSpec(_Spec):
     the job's node has been offline or lost for longer than that, the
     controller moves a running job to another node that matches its
     placement, and removes the old container when the old node returns. It is
-    off when absent, and a job pinned with `placement.node` never moves.
+    off when absent, and a job pinned with `placement.node` cannot set it.
     """
 
     name: str
@@ -164,6 +164,12 @@ class JobSpec(_Spec):
             _check(
                 ("reschedule_after",), _check_reschedule_after, self.reschedule_after
             )
+            if self.placement.node is not None:
+                raise FieldError(
+                    ("reschedule_after",),
+                    "reschedule_after has no effect on a job pinned with "
+                    "placement.node; remove one of them",
+                )
 
     def environment_dict(self) -> dict[str, str]:
         return values.key_value_pairs(self.environment, "environment")

@@ -70,10 +70,14 @@ def test_job_moves_off_lost_node(fleet, cleanup_node, unique_name):
     assert f"removing its stale container {old_id[:12]} from node {old}" in log
 
 
-def test_pinned_job_stays_on_lost_node(fleet, unique_name):
+def test_job_without_other_node_stays(fleet, unique_name):
     name = unique_name("web")
-    submitted = fleet.cli("submit", fleet.job_file(name, reschedule_after="1s"))
+    path = fleet.job_file(
+        name, placement={"labels": {"zone": "test"}}, reschedule_after="1s"
+    )
+    submitted = fleet.cli("submit", path)
     assert submitted.exit_code == ExitCode.OK, submitted.output
+    container_id = fleet.containers(name)[0].id
 
     fleet.agent.stop()
     fleet.wait_for_node("lost")
@@ -83,4 +87,14 @@ def test_pinned_job_stays_on_lost_node(fleet, unique_name):
     job = fleet.jobs()[name]
     assert job["node"] == fleet.node
     assert "moved" not in job["message"]
+    assert [c.id for c in copies(fleet, name)] == [container_id]
     assert fleet.container_state(name) == "running"
+
+
+def test_pinned_job_cannot_reschedule(fleet, unique_name):
+    name = unique_name("web")
+
+    submitted = fleet.cli("submit", fleet.job_file(name, reschedule_after="1s"))
+
+    assert submitted.exit_code == ExitCode.INVALID
+    assert "reschedule_after has no effect on a job pinned" in submitted.output

@@ -298,3 +298,10 @@ def test_invalid_reschedule_after_gives_line(value, problem):
 
     assert str(caught.value).startswith("job.yaml:3: reschedule_after: ")
     assert problem in str(caught.value)
+
+
+def test_pinned_job_rejects_reschedule_after():
+    text = "name: a\nimage: b\nplacement: {node: n1}\nreschedule_after: 30s\n"
+
+    with pytest.raises(JobFileError, match="has no effect on a job pinned"):
+        load_job_text(text, "job.yaml")
