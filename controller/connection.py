@@ -11,6 +11,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 
+from broker.hints import broker_command
 from controller.errors import (
     CommandTimeoutError,
     ControllerError,
@@ -105,7 +106,7 @@ def _unreachable(options: NatsOptions, exc: BaseException) -> UnavailableError:
     reason = str(exc) or type(exc).__name__
     return UnavailableError(
         f"cannot connect to NATS at {options.url} ({reason}); start the broker "
-        "with `broker` or pass --nats URL"
+        f"with `{broker_command(options.url)}` or pass --nats URL"
     )
 
 

@@ -15,6 +15,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 
+from broker.hints import broker_command
 from node_agent.errors import AgentError
 from schemas.messages import Ping, encode, reply_decoder
 
@@ -104,7 +105,7 @@ def _connect_error(
     return AgentError(
         "unavailable",
         f"cannot connect to NATS at {options.url}: {_describe(cause)}; "
-        "start it with `broker` or pass --nats",
+        f"start it with `{broker_command(options.url)}` or pass --nats",
         reason=_describe(cause),
     )
 

@@ -18,7 +18,8 @@ RECONNECT_TIMEOUT_S = 15.0
 
 
 def test_serve_without_broker_fails_fast():
-    url = f"nats://127.0.0.1:{free_port()}"
+    port = free_port()
+    url = f"nats://127.0.0.1:{port}"
 
     started = time.monotonic()
     result = CliRunner().invoke(cli, ["--nats", url, "serve"])
@@ -27,7 +28,7 @@ def test_serve_without_broker_fails_fast():
     assert result.exit_code == ExitCode.UNAVAILABLE
     assert result.stderr.startswith(f"Error: cannot connect to NATS at {url} (")
     assert result.stderr.endswith(
-        "; start the broker with `broker` or pass --nats URL\n"
+        f"; start the broker with `broker --port {port}` or pass --nats URL\n"
     )
     assert "TimeoutError" not in result.stderr
     assert took_s < FAIL_FAST_S

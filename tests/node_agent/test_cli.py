@@ -98,13 +98,14 @@ def test_startup_states_cycles_and_rate(spawn, nats_server, node_id, test_image)
 
 
 def test_unreachable_nats_one_line_error(docker_client):
-    url = f"nats://127.0.0.1:{free_port()}"
+    port = free_port()
+    url = f"nats://127.0.0.1:{port}"
 
     result = CliRunner().invoke(main, ["--nats", url, "--node-id", "cli-nonats"])
 
     assert result.exit_code == EXIT_UNAVAILABLE
     assert f"cannot connect to NATS at {url}" in result.output
-    assert "start it with `broker`" in result.output
+    assert f"start it with `broker --port {port}`" in result.output
 
 
 @pytest.mark.nats
