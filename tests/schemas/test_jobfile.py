@@ -88,6 +88,7 @@ def test_example_job_files_load():
 
     assert "web" in names
     assert "yolov5-atlas" in names
+    assert "field-web" in names
 
 
 def test_missing_file_names_path():
