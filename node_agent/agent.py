@@ -20,6 +20,7 @@ import asyncio
 import enum
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -189,19 +190,9 @@ class Agent:
 
     async def _open(self) -> None:
         self.docker_version = await asyncio.to_thread(self.driver.connect)
-        client = await session.connect(self.settings.nats, self.node, self._lost.set)
-        self._client = client
-        await session.check_node_id_free(
-            client,
-            self.subjects.node_cmd(self.node),
-            self.node,
-            self.settings.node_check_timeout_s,
-        )
-        await self._events.open()
-        self._subscription = await session.subscribe(
-            client, self.subjects.node_cmd(self.node), self._on_message
-        )
-        self._went_online(client)
+        # The event stream opens before commands arrive, so that no event of
+        # a container they create is missed.
+        await self._connect(self.settings.node_check_timeout_s, self._events.open)
         self._tasks = [
             asyncio.create_task(self._heartbeats.run(), name=f"heartbeats-{self.node}"),
             asyncio.create_task(self._events.run(), name=f"events-{self.node}"),
@@ -364,17 +355,24 @@ class Agent:
         )
         async for attempt in retrying:
             with attempt:
-                await self._connect_again()
+                # Another agent may have started with this node id meanwhile.
+                await self._connect(RECONNECT_NODE_CHECK_TIMEOUT_S)
 
-    async def _connect_again(self) -> None:
+    async def _connect(
+        self,
+        node_check_timeout_s: float,
+        before_subscribe: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Connect, check that the node id is free, then take commands."""
         lost = asyncio.Event()
         client = await session.connect(self.settings.nats, self.node, lost.set)
         subject = self.subjects.node_cmd(self.node)
         try:
-            # Another agent may have started with this node id meanwhile.
             await session.check_node_id_free(
-                client, subject, self.node, RECONNECT_NODE_CHECK_TIMEOUT_S
+                client, subject, self.node, node_check_timeout_s
             )
+            if before_subscribe is not None:
+                await before_subscribe()
             subscription = await session.subscribe(client, subject, self._on_message)
         except BaseException:
             await session.close(client, self.node)
