@@ -349,7 +349,9 @@ def nodes(settings: Settings, as_json) -> None:
     """List nodes with their state, load, last heartbeat, RTT and link rate.
 
     A node is online, offline (an announced disconnect, with its planned
-    return) or lost (no heartbeats for longer than the limit).
+    return) or lost (no heartbeats for longer than the limit). The table
+    shows RTT and link rate only for online nodes; --json keeps the last
+    values of every node.
     """
     reply = _call(settings, "nodes", ListRequest(), DEFAULT_JOB_TIMEOUT_S)
     if as_json:

@@ -7,6 +7,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
+from controller.registry import clock_time
 from schemas.messages import JobView, NodeView, PublishedPort
 
 # Width for tables when stdout is not a terminal, so piped output is not cut.
@@ -135,10 +136,21 @@ def node_table(nodes: list[NodeView], now: float | None = None) -> Table:
             _memory(node),
             seconds_ago(node.last_seen, now),
             planned_return(node, now),
-            "-" if node.rtt_ms is None else f"{node.rtt_ms:.1f} ms",
-            format_rate(node.link_rate_bps),
+            *_link_cells(node),
         )
     return table
+
+
+def _link_cells(node: NodeView) -> tuple[str, str]:
+    """Return the RTT and link rate cells, "-" unless the node is online.
+
+    The registry keeps the last values of a node that went away, which no
+    longer describe its link.
+    """
+    if node.state != "online":
+        return "-", "-"
+    rtt = "-" if node.rtt_ms is None else f"{node.rtt_ms:.1f} ms"
+    return rtt, format_rate(node.link_rate_bps)
 
 
 def seconds_ago(timestamp: float, now: float | None = None) -> str:
@@ -197,16 +209,54 @@ def event_kind(prefix: str, subject: str) -> tuple[str, str]:
 
 
 def _details(kind: str, event: dict) -> str:
-    if kind == "job":
-        text = f"{event.get('state')} (desired {event.get('desired')})"
-        if event.get("node"):
-            text += f" on node {event['node']}"
-    elif "action" in event:
-        text = f"job {event.get('job')} {event['action']}"
-        if event.get("exit_code") is not None:
-            text += f" exit code {event['exit_code']}"
-    else:
-        skipped = {"v", "time", "node", "message"}
-        text = " ".join(f"{k}={v}" for k, v in event.items() if k not in skipped)
+    match kind:
+        case "job":
+            text = f"{event.get('state')} (desired {event.get('desired')})"
+            if event.get("node"):
+                text += f" on node {event['node']}"
+        case "node.link":
+            text = _link_details(event)
+        case "node.rate":
+            text = _rate_details(event)
+        case "node.online" | "node.offline" | "node.lost":
+            text = ""
+        case _ if "action" in event:
+            text = f"job {event.get('job')} {event['action']}"
+            if event.get("exit_code") is not None:
+                text += f" exit code {event['exit_code']}"
+        case _:
+            skipped = {"v", "time", "node", "message"}
+            text = " ".join(f"{k}={v}" for k, v in event.items() if k not in skipped)
     message = event.get("message")
-    return f"{text} {message}".strip() if message else text
+    if not message:
+        return text
+    return f"{text}; {message}" if text else message
+
+
+def _link_details(event: dict) -> str:
+    """Return "link down (announced), back at 18:03:28" or the link-up line."""
+    mode = event.get("mode")
+    if event.get("state") == "down":
+        text = f"link down ({mode})"
+        if event.get("planned_return") is not None:
+            text += f", back at {clock_time(event['planned_return'])}"
+        return text
+
+    text = "link up"
+    if event.get("offline_s") is not None:
+        text += f" after {event['offline_s']:.1f} s offline"
+    buffered = event.get("buffered_events", 0)
+    plural = "" if buffered == 1 else "s"
+    text += f" ({mode}), {buffered} event{plural} kept, "
+    text += f"{event.get('dropped_events', 0)} dropped"
+    if event.get("next_disconnect_at") is not None:
+        text += f", next disconnect at {clock_time(event['next_disconnect_at'])}"
+    return text
+
+
+def _rate_details(event: dict) -> str:
+    """Return "rate 20.0 Mbit/s (fixed)", with the previous rate when known."""
+    text = f"rate {format_rate(event.get('rate_bps'))} ({event.get('source')})"
+    if event.get("previous_bps") is not None:
+        text += f", was {format_rate(event['previous_bps'])}"
+    return text

@@ -1,3 +1,5 @@
+import datetime
+
 import pytest
 from rich.console import Console
 
@@ -123,18 +125,164 @@ def test_format_rate_units(rate_bps, text):
     assert result == text
 
 
+def table_text(nodes, now):
+    console = Console(width=200, color_system=None)
+    with console.capture() as capture:
+        console.print(node_table(nodes, now=now))
+    return capture.get()
+
+
+def row_cells(text: str, name: str) -> list[str]:
+    """Return the cells of the table row that starts with `name`."""
+    row = next(line for line in text.splitlines() if f" {name} " in line)
+    return [cell.strip() for cell in row.split("│")[1:-1]]
+
+
 def test_node_table_shows_link_columns():
+    node = node_view(state="online", rtt_ms=2.54, link_rate_bps=20e6)
+
+    text = table_text([node], now=103.0)
+
+    assert "3.0s ago" in text
+    assert "2.5 ms" in text
+    assert "20.0 Mbit/s" in text
+
+
+def test_node_table_hides_link_of_offline_node():
     node = node_view(
         state="offline", planned_return=110.0, rtt_ms=2.54, link_rate_bps=20e6
     )
 
-    console = Console(width=200, color_system=None)
-    with console.capture() as capture:
-        console.print(node_table([node], now=103.0))
-    text = capture.get()
+    text = table_text([node], now=103.0)
 
-    assert "3.0s ago" in text
     assert "(in 7.0s)" in text
-    assert "2.5 ms" in text
-    assert "20.0 Mbit/s" in text
     assert "offline" in text
+    assert "2.5 ms" not in text
+    assert "Mbit/s" not in text
+    assert row_cells(text, "n1")[-2:] == ["-", "-"]
+
+
+def test_node_table_hides_link_of_lost_node():
+    node = node_view(state="lost", rtt_ms=2.54, link_rate_bps=20e6)
+
+    text = table_text([node], now=103.0)
+
+    assert "2.5 ms" not in text
+    assert "Mbit/s" not in text
+
+
+def clock(timestamp: float) -> str:
+    return f"{datetime.datetime.fromtimestamp(timestamp):%H:%M:%S}"
+
+
+def test_job_event_message_after_separator():
+    event = {
+        "job": "web",
+        "state": "running",
+        "desired": "paused",
+        "node": "n1",
+        "message": "waiting for node n1 to return",
+    }
+
+    line = event_line("dsched", "dsched.job.web.evt", event)
+
+    assert line.endswith(
+        "running (desired paused) on node n1; waiting for node n1 to return"
+    )
+
+
+def test_node_state_event_shows_message():
+    event = {"node": "n1", "state": "lost", "time": 100.0, "message": "no heartbeat"}
+
+    line = event_line("dsched", "dsched.node.n1.evt.lost", event)
+
+    assert line.endswith(" n1                   no heartbeat")
+
+
+def test_announced_link_down_line():
+    event = {
+        "v": 1,
+        "node": "n1",
+        "state": "down",
+        "time": 100.0,
+        "mode": "announced",
+        "planned_return": 110.0,
+        "offline_s": None,
+        "next_disconnect_at": None,
+        "buffered_events": 0,
+        "dropped_events": 0,
+    }
+
+    line = event_line("dsched", "dsched.node.n1.evt.link", event)
+
+    assert line.endswith(f"link down (announced), back at {clock(110.0)}")
+
+
+def test_link_up_line_counts_events():
+    event = {
+        "v": 1,
+        "node": "n1",
+        "state": "up",
+        "time": 100.0,
+        "mode": "abrupt",
+        "planned_return": None,
+        "offline_s": 10.004088615,
+        "next_disconnect_at": None,
+        "buffered_events": 3,
+        "dropped_events": 1,
+    }
+
+    line = event_line("dsched", "dsched.node.n1.evt.link", event)
+
+    assert line.endswith(
+        "link up after 10.0 s offline (abrupt), 3 events kept, 1 dropped"
+    )
+
+
+def test_link_up_line_names_next_disconnect():
+    event = {
+        "node": "n1",
+        "state": "up",
+        "time": 100.0,
+        "mode": "announced",
+        "offline_s": 2.0,
+        "next_disconnect_at": 160.0,
+        "buffered_events": 1,
+        "dropped_events": 0,
+    }
+
+    line = event_line("dsched", "dsched.node.n1.evt.link", event)
+
+    assert line.endswith(
+        "link up after 2.0 s offline (announced), 1 event kept, 0 dropped, "
+        f"next disconnect at {clock(160.0)}"
+    )
+
+
+def test_rate_event_line():
+    event = {
+        "v": 1,
+        "node": "n1",
+        "time": 100.0,
+        "rate_bps": 20e6,
+        "previous_bps": None,
+        "source": "fixed",
+    }
+
+    line = event_line("dsched", "dsched.node.n1.evt.rate", event)
+
+    assert line.endswith(" n1                   rate 20.0 Mbit/s (fixed)")
+
+
+def test_rate_event_line_names_previous_rate():
+    event = {
+        "node": "n1",
+        "time": 100.0,
+        "rate_bps": 5e6,
+        "previous_bps": 50e6,
+        "source": "fluctuate",
+    }
+
+    line = event_line("dsched", "dsched.node.n1.evt.rate", event)
+
+    assert line.endswith("rate 5.0 Mbit/s (fluctuate), was 50.0 Mbit/s")
