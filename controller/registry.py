@@ -5,6 +5,11 @@ event `down` with a planned return) makes it offline until heartbeats resume.
 A node becomes lost after `missed` heartbeat intervals of silence, counted
 from its last heartbeat, or from the planned return when it is offline.
 
+While the controller itself has no NATS connection, no heartbeat can reach
+it, so silence then is no sign that a node failed. No node becomes lost
+then, and the time does not count as any node's down time. After the controller
+reconnects, silence counts from the reconnect at the earliest.
+
 Pure logic fed by heartbeats and link events. Time comes from an injected
 clock (Unix seconds), so tests move time without sleeping.
 """
@@ -43,6 +48,9 @@ class NodeRecord:
     # The agent's clock at its last link-down event; heartbeats sent before
     # it do not bring the node back.
     link_down_sent_at: float | None = None
+    # Seconds since `down_since`, or since the last heartbeat while online,
+    # during which the controller had no NATS connection.
+    unseen_s: float = 0.0
     rtt_ms: float | None = None
     link_rate_bps: float | None = None
 
@@ -99,6 +107,9 @@ class NodeRegistry:
         self.missed = missed
         self.clock = clock
         self._nodes: dict[str, NodeRecord] = {}
+        # When the controller lost its NATS connection, None while connected.
+        self._disconnected_at: float | None = None
+        self._reconnected_at = 0.0
 
     def observe(self, heartbeat: Heartbeat) -> Transition | None:
         """Record a heartbeat; return the transition if the node came online."""
@@ -116,12 +127,14 @@ class NodeRegistry:
         record.heartbeat = heartbeat
         record.last_seen = now
         record.link_rate_bps = heartbeat.link_rate_bps
-        if record.state is NodeState.ONLINE or self._sent_before_link_down(
-            record, heartbeat, restarted
-        ):
+        if record.state is NodeState.ONLINE:
+            record.unseen_s = 0.0
+            return None
+        if self._sent_before_link_down(record, heartbeat, restarted):
             return None
         record.state = NodeState.ONLINE
         record.down_since = record.planned_return = record.link_down_sent_at = None
+        record.unseen_s = 0.0
         return Transition(heartbeat.node, NodeState.ONLINE, "heartbeats resumed")
 
     def link_down(self, event: LinkEvent) -> Transition | None:
@@ -131,6 +144,7 @@ class NodeRegistry:
             return None
         if record.state is NodeState.ONLINE:
             record.down_since = self.clock()
+            record.unseen_s = 0.0
         record.state = NodeState.OFFLINE
         record.planned_return = event.planned_return
         record.link_down_sent_at = event.time
@@ -140,7 +154,12 @@ class NodeRegistry:
         return Transition(event.node, NodeState.OFFLINE, message)
 
     def sweep(self) -> list[Transition]:
-        """Mark silent nodes lost; return the nodes that just became lost."""
+        """Mark silent nodes lost; return the nodes that just became lost.
+
+        Marks none while the controller is disconnected from NATS.
+        """
+        if self._disconnected_at is not None:
+            return []
         now = self.clock()
         transitions = []
         for record in self._nodes.values():
@@ -163,11 +182,38 @@ class NodeRegistry:
         if record is not None:
             record.link_rate_bps = rate_bps
 
+    def controller_disconnected(self) -> None:
+        """Stop marking nodes lost and counting down time until the reconnect."""
+        if self._disconnected_at is None:
+            self._disconnected_at = self.clock()
+
+    def controller_reconnected(self) -> float:
+        """Restart every node's silence from now; return the outage in seconds.
+
+        The outage is left out of each node's down time, so a node that was
+        already down moves no sooner because the controller was away.
+        """
+        now = self.clock()
+        disconnected_at, self._disconnected_at = self._disconnected_at, None
+        self._reconnected_at = now
+        if disconnected_at is None:
+            return 0.0
+        for record in self._nodes.values():
+            unseen_from = record.down_since or record.last_seen
+            record.unseen_s += max(0.0, now - max(unseen_from, disconnected_at))
+        return now - disconnected_at
+
     def down_for_s(self, record: NodeRecord) -> float:
-        """Return how long the node has not been online, 0 while it is online."""
+        """Return how long the node has not been online, 0 while it is online.
+
+        Time during which the controller had no NATS connection is left out.
+        """
         if record.down_since is None:
             return 0.0
-        return max(0.0, self.clock() - record.down_since)
+        until = self._disconnected_at
+        if until is None:
+            until = self.clock()
+        return max(0.0, until - record.down_since - record.unseen_s)
 
     def get(self, name: str) -> NodeRecord | None:
         return self._nodes.get(name)
@@ -182,18 +228,30 @@ class NodeRegistry:
         """Return why the node is lost now, or None if it is not."""
         limit_s = self.missed * record.heartbeat.interval_s
         if record.state is NodeState.ONLINE:
-            silence_s = now - record.last_seen
-            if silence_s > limit_s:
-                return f"no heartbeat for {silence_s:.1f} s (limit {limit_s:.1f} s)"
+            if now - max(record.last_seen, self._reconnected_at) > limit_s:
+                silence_s = now - record.last_seen
+                return (
+                    f"no heartbeat for {silence_s:.1f} s "
+                    f"({self._limit_text(limit_s, record.last_seen)})"
+                )
         elif record.state is NodeState.OFFLINE:
             expected_at = record.planned_return or record.last_seen
-            late_s = now - expected_at
-            if late_s > limit_s:
+            if now - max(expected_at, self._reconnected_at) > limit_s:
+                late_s = now - expected_at
                 return (
                     f"not back {late_s:.1f} s after its planned return "
-                    f"(limit {limit_s:.1f} s)"
+                    f"({self._limit_text(limit_s, expected_at)})"
                 )
         return None
+
+    def _limit_text(self, limit_s: float, silent_from: float) -> str:
+        """Return "limit 1.5 s", naming the reconnect when silence counts from it."""
+        if self._reconnected_at <= silent_from:
+            return f"limit {limit_s:.1f} s"
+        return (
+            f"limit {limit_s:.1f} s, counted from the controller's reconnect to "
+            f"NATS at {clock_time(self._reconnected_at)}"
+        )
 
     @staticmethod
     def _restarted(record: NodeRecord, heartbeat: Heartbeat) -> bool:

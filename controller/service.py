@@ -267,14 +267,24 @@ class Controller:
             logger.warning("node %s: event not published: %s", transition.node, exc)
 
     async def _on_disconnected(self) -> None:
+        self.registry.controller_disconnected()
         if self.state is not ControllerState.SERVING:
             return
         logger.warning(
-            "disconnected from NATS at %s, reconnecting", self.config.nats.url
+            "disconnected from NATS at %s, reconnecting; no node is marked lost "
+            "until then",
+            self.config.nats.url,
         )
 
     async def _on_reconnected(self) -> None:
-        logger.info("reconnected to NATS at %s", self.config.nats.url)
+        outage_s = self.registry.controller_reconnected()
+        logger.info(
+            "reconnected to NATS at %s after %.1f s; nodes that stay silent for "
+            "%d heartbeat intervals from now are marked lost",
+            self.config.nats.url,
+            outage_s,
+            self.registry.missed,
+        )
 
 
 async def serve_until_signal(config: ControllerConfig) -> None:

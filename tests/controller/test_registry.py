@@ -242,3 +242,109 @@ def test_down_for_counts_since_lost():
     down_s = registry.down_for_s(registry.get("n1"))
 
     assert down_s == 5.0
+
+
+def disconnect_controller(registry, clock, outage_s):
+    """Let the controller lose NATS for `outage_s`, sweeping as the service does."""
+    registry.controller_disconnected()
+    clock.advance(outage_s)
+    transitions = registry.sweep()
+    registry.controller_reconnected()
+    return transitions
+
+
+def test_no_node_lost_while_controller_disconnected():
+    clock = FakeClock()
+    registry = NodeRegistry(missed=3, clock=clock)
+    registry.observe(heartbeat("n1", interval_s=1.0))
+
+    transitions = disconnect_controller(registry, clock, 30.0)
+
+    assert transitions == []
+    assert registry.get("n1").state is NodeState.ONLINE
+
+
+def test_reconnect_grants_missed_heartbeat_grace():
+    clock = FakeClock()
+    registry = NodeRegistry(missed=3, clock=clock)
+    registry.observe(heartbeat("n1", interval_s=1.0))
+    disconnect_controller(registry, clock, 30.0)
+
+    clock.advance(2.9)
+    transitions = registry.sweep()
+
+    assert transitions == []
+    assert registry.get("n1").state is NodeState.ONLINE
+
+
+def test_node_silent_after_reconnect_lost():
+    clock = FakeClock()
+    registry = NodeRegistry(missed=3, clock=clock)
+    registry.observe(heartbeat("n1", interval_s=1.0))
+    disconnect_controller(registry, clock, 30.0)
+
+    clock.advance(3.1)
+    transitions = registry.sweep()
+
+    assert [(t.node, t.state) for t in transitions] == [("n1", NodeState.LOST)]
+    assert transitions[0].message.startswith("no heartbeat for 33.1 s (limit 3.0 s,")
+    assert "counted from the controller's reconnect" in transitions[0].message
+    assert registry.down_for_s(registry.get("n1")) == pytest.approx(3.1)
+
+
+def test_offline_node_grace_after_reconnect():
+    clock = FakeClock()
+    registry = NodeRegistry(missed=3, clock=clock)
+    registry.observe(heartbeat("n1", interval_s=1.0))
+    registry.link_down(link_down("n1", planned_return=clock.now + 5))
+    disconnect_controller(registry, clock, 30.0)
+
+    clock.advance(2.9)
+    transitions = registry.sweep()
+
+    assert transitions == []
+    assert registry.get("n1").state is NodeState.OFFLINE
+
+
+def test_outage_not_counted_as_down_time():
+    clock = FakeClock()
+    registry = NodeRegistry(missed=1, clock=clock)
+    registry.observe(heartbeat("n1", interval_s=1.0))
+    clock.advance(2.0)
+    registry.sweep()
+    disconnect_controller(registry, clock, 30.0)
+
+    clock.advance(4.0)
+    down_s = registry.down_for_s(registry.get("n1"))
+
+    assert down_s == pytest.approx(6.0)
+    assert registry.get("n1").down_since == clock.now - 36.0
+
+
+def test_down_time_frozen_while_disconnected():
+    clock = FakeClock()
+    registry = NodeRegistry(missed=1, clock=clock)
+    registry.observe(heartbeat("n1", interval_s=1.0))
+    clock.advance(2.0)
+    registry.sweep()
+
+    registry.controller_disconnected()
+    clock.advance(30.0)
+    down_s = registry.down_for_s(registry.get("n1"))
+
+    assert down_s == pytest.approx(2.0)
+
+
+def test_heartbeat_after_outage_clears_unseen_time():
+    clock = FakeClock()
+    registry = NodeRegistry(missed=1, clock=clock)
+    registry.observe(heartbeat("n1", seq=1, interval_s=1.0))
+    disconnect_controller(registry, clock, 30.0)
+    registry.observe(heartbeat("n1", seq=2, interval_s=1.0))
+
+    clock.advance(5.0)
+    registry.sweep()
+    down_s = registry.down_for_s(registry.get("n1"))
+
+    assert registry.get("n1").state is NodeState.LOST
+    assert down_s == pytest.approx(5.0)

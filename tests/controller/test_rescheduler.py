@@ -147,3 +147,36 @@ def test_container_on_record_node_is_kept():
 
 def test_record_without_node_claims_nothing():
     assert not is_stray("a", job(node=None))
+
+
+def test_controller_outage_moves_no_job():
+    clock = FakeClock()
+    registry = fleet(clock, "a", "b")
+    registry.controller_disconnected()
+    clock.advance(30.0)
+    registry.sweep()
+    registry.controller_reconnected()
+    registry.observe(heartbeat("b", seq=2, labels=LABELS))
+
+    clock.advance(0.5)
+    registry.sweep()
+    target = move_target(job(labels=LABELS), registry)
+
+    assert target is None
+
+
+def test_node_silent_after_outage_moves_later():
+    clock = FakeClock()
+    registry = fleet(clock, "a", "b")
+    registry.controller_disconnected()
+    clock.advance(30.0)
+    registry.controller_reconnected()
+    lose(registry, clock, "a", 9.5)
+    early = move_target(job(labels=LABELS), registry)
+
+    lose(registry, clock, "a", 1.0)
+    late = move_target(job(labels=LABELS), registry)
+
+    assert early is None
+    assert late is not None
+    assert late.name == "b"
