@@ -3,7 +3,10 @@
 A command without a reply, or one that no agent received, is sent again with
 the same id until its deadline. The agent returns its stored first reply for
 a repeated id, so a reply lost on an unreliable link does not make it act
-twice while the agent still stores that reply.
+twice while the agent still stores that reply. Before each resend the client
+asks `is_away` whether the registry has the node offline or lost, and gives
+up with NodeOfflineError if so: a subscriber other than the agent, such as a
+monitor on `dsched.>`, keeps NATS from reporting that no agent listens.
 """
 
 import asyncio
@@ -48,12 +51,14 @@ class AgentClient:
         timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        is_away: Callable[[str], bool] | None = None,
     ) -> None:
         self._client = client
         self._subjects = subjects
         self.timeout_s = timeout_s
         self._clock = clock
         self._sleep = sleep
+        self._is_away = is_away
 
     async def call(
         self,
@@ -112,12 +117,33 @@ class AgentClient:
             description, command.deadline, self._clock, self._sleep
         )
         async for attempt in retrying:
+            if attempt.retry_state.attempt_number > 1:
+                self._check_not_away(node, command)
             with attempt:
                 attempt_s = min(
                     COMMAND_RESEND_AFTER_S, command.deadline - self._clock()
                 )
                 return await self._request(node, command, bound_s, attempt_s)
         raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    def _check_not_away(self, node: str, command: Command) -> None:
+        """Raise NodeOfflineError if the registry has the node offline or lost.
+
+        Raised outside the retry's attempt, so the command is not sent again.
+        """
+        if self._is_away is None or not self._is_away(node):
+            return
+        kind = type(command).__name__.lower()
+        logger.info(
+            "node %s went offline or lost; not resending %s command %s",
+            node,
+            kind,
+            command.id,
+        )
+        raise NodeOfflineError(
+            f"node {node!r} went offline or lost before it replied to {kind} "
+            f"command {command.id}; the command may still have been applied"
+        )
 
     async def _request(
         self, node: str, command: Command, bound_s: float, attempt_s: float

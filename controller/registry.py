@@ -218,6 +218,11 @@ class NodeRegistry:
     def get(self, name: str) -> NodeRecord | None:
         return self._nodes.get(name)
 
+    def is_away(self, name: str) -> bool:
+        """Return True if the node is offline or lost, False if online or unknown."""
+        record = self._nodes.get(name)
+        return record is not None and record.state is not NodeState.ONLINE
+
     def nodes(self) -> list[NodeRecord]:
         return sorted(self._nodes.values(), key=lambda record: record.name)
 

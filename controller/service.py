@@ -125,7 +125,7 @@ class Controller:
         bucket = self.config.bucket or bucket_for_prefix(self.config.prefix)
         store = await JobStore.open(client.jetstream(), bucket)
         self._events = EventPublisher(client, self.subjects)
-        agents = AgentClient(client, self.subjects)
+        agents = AgentClient(client, self.subjects, is_away=self.registry.is_away)
         parts = Parts(store, self.registry, agents, self._events, JobLocks())
 
         await self._subscribe_node_messages(client)

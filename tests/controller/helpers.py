@@ -1,4 +1,9 @@
-"""Builders for heartbeats and container records used by the unit tests."""
+"""Builders for heartbeats and container records used by the unit tests,
+and a monitor subscriber for tests on a real nats-server."""
+
+import contextlib
+
+import nats
 
 from schemas.messages import ContainerInfo, Heartbeat, LinkEvent
 
@@ -58,3 +63,23 @@ def link_down(node: str, planned_return: float | None, time: float = 0.0) -> Lin
         mode="announced",
         planned_return=planned_return,
     )
+
+
+async def _ignore(message) -> None:
+    pass
+
+
+@contextlib.asynccontextmanager
+async def monitor(url: str, subject: str = "dsched.>"):
+    """Subscribe a client that never replies to `subject`, as a monitoring tool.
+
+    Its subscription keeps NATS from returning "no responders" to a request
+    that no agent receives.
+    """
+    client = await nats.connect(url)
+    try:
+        await client.subscribe(subject, cb=_ignore)
+        await client.flush()
+        yield
+    finally:
+        await client.close()

@@ -41,13 +41,13 @@ class ScriptedClient:
         return ReplyMessage(data=encode(reply))
 
 
-def agent_client(clock: FakeClock, failures: list[str]):
+def agent_client(clock: FakeClock, failures: list[str], is_away=None):
     client = ScriptedClient(clock, failures)
 
     async def sleep(seconds: float) -> None:
         clock.advance(seconds)
 
-    agents = AgentClient(client, Subjects(), clock=clock, sleep=sleep)
+    agents = AgentClient(client, Subjects(), clock=clock, sleep=sleep, is_away=is_away)
     return agents, client
 
 
@@ -119,3 +119,38 @@ async def test_missing_agent_given_up_before_deadline():
 
     assert clock.now - started_at >= NO_AGENT_PATIENCE_S
     assert clock.now - started_at < NO_AGENT_PATIENCE_S + 2.5
+
+
+async def test_node_gone_away_stops_resends():
+    clock = FakeClock()
+    started_at = clock.now
+    away = set()
+    agents, client = agent_client(clock, ["timeout"] * 10, is_away=away.__contains__)
+    away.add("n1")
+
+    with pytest.raises(NodeOfflineError, match="went offline or lost") as caught:
+        await agents.call("n1", Start, bound_s=30.0, job="web")
+
+    assert len(client.commands) == 1
+    assert clock.now - started_at == COMMAND_RESEND_AFTER_S
+    assert "may still have been applied" in str(caught.value)
+
+
+async def test_online_node_still_resent():
+    clock = FakeClock()
+    agents, client = agent_client(clock, ["timeout"], is_away=lambda node: False)
+
+    reply = await agents.call("n1", Start, bound_s=10.0, job="web")
+
+    assert reply.ok
+    assert len(client.commands) == 2
+
+
+async def test_away_check_skipped_first_send():
+    clock = FakeClock()
+    agents, client = agent_client(clock, [], is_away=lambda node: True)
+
+    reply = await agents.call("n1", Start, bound_s=10.0, job="web")
+
+    assert reply.ok
+    assert len(client.commands) == 1

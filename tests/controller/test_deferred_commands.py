@@ -1,9 +1,12 @@
+import asyncio
 import json
 import re
+import signal
 import threading
 
 from controller.cli import ExitCode
 from tests.controller.fleet import wait_until
+from tests.controller.helpers import monitor
 
 
 def submit_then_lose_node(fleet, name):
@@ -90,3 +93,22 @@ def test_wait_times_out_while_node_lost(fleet, unique_name):
     assert result.exit_code == ExitCode.TIMEOUT, result.output
     assert "did not reach desired state stopped" in result.stderr
     assert fleet.jobs()[name]["desired"] == "stopped"
+
+
+async def test_stop_racing_abrupt_disconnect_deferred(fleet, unique_name):
+    name = unique_name("web")
+    submitted = await asyncio.to_thread(fleet.cli, "submit", fleet.job_file(name))
+    assert submitted.exit_code == ExitCode.OK, submitted.output
+
+    async with monitor(fleet.url):
+        fleet.agent.send_signal(signal.SIGKILL)
+        fleet.agent.wait()
+        result = await asyncio.to_thread(fleet.cli, "stop", name, "--timeout", "10")
+
+    assert result.exit_code == ExitCode.OK, result.output
+    assert result.stdout.startswith(f"{name}: node {fleet.node} is lost, ")
+    job = await asyncio.to_thread(lambda: fleet.jobs()[name])
+    assert job["desired"] == "stopped"
+    assert job["message"] == f"waiting for node {fleet.node} to return"
+    log = fleet.controller.output()
+    assert f"node {fleet.node} went offline or lost; not resending stop" in log
