@@ -18,7 +18,6 @@ from controller.connection import (
     connect_once,
 )
 from controller.errors import ControllerError, InvalidRequestError
-from controller.lifecycle import missing_container_message
 from controller.pinger import DEFAULT_PING_INTERVAL_S
 from controller.probe import (
     DEFAULT_PROBE_BYTES,
@@ -429,14 +428,23 @@ _lifecycle_command("remove", "Remove the container of JOB and forget the job.")
 @timeout_option(COMMAND_TIMEOUT_HELP)
 @click.pass_obj
 def inspect(settings: Settings, job, timeout_s) -> None:
-    """Print JOB, its spec as submitted and its container as JSON."""
+    """Print JOB, its spec as submitted and its container as JSON.
+
+    When the job's node is offline or lost, the command returns at once: the
+    container's state is "unknown", with what the node last reported under
+    "last_reported", and a note on stderr names the node and when it is
+    expected back.
+    """
     reply = _call(
         settings, "inspect", JobRequest(job=job, timeout_s=timeout_s), timeout_s
     )
-    document = {"job": reply.job, "spec": reply.spec, "container": reply.container}
+    container = reply.container
+    if reply.node is not None:
+        container = {"state": "unknown", "last_reported": reply.container}
+    document = {"job": reply.job, "spec": reply.spec, "container": container}
     click.echo(output.to_json(document))
-    if reply.container is None and reply.job.node is not None:
-        note = missing_container_message(reply.job.name, reply.job.node)
+    note = output.inspect_note(reply.job, reply.container, reply.node)
+    if note is not None:
         click.echo(f"Note: {note}", err=True)
 
 
@@ -451,7 +459,10 @@ def inspect(settings: Settings, job, timeout_s) -> None:
 )
 @click.pass_obj
 def logs(settings: Settings, job, tail) -> None:
-    """Print the log of JOB's container."""
+    """Print the log of JOB's container.
+
+    Exits with code 6 at once when the job's node is offline or lost.
+    """
     reply = _call(
         settings, "logs", LogsRequest(job=job, tail=tail), DEFAULT_JOB_TIMEOUT_S
     )

@@ -11,7 +11,7 @@ from controller.errors import (
     NotFoundError,
 )
 from controller.parts import Parts
-from controller.registry import NodeRecord, NodeState
+from controller.registry import NodeRecord, NodeState, clock_time
 from controller.store import JobRecord, observed_fields
 from schemas.job import DesiredState
 from schemas.messages import (
@@ -160,12 +160,18 @@ class Lifecycle:
         """Return the job, its spec and its container as the node reports it now.
 
         The reply has no container when the job has no node yet or the node
-        has no container for it.
+        has no container for it. When the node is offline or lost, the reply
+        carries the node and the container from its last heartbeat, at once.
         """
         record = await self._store.get(request.job)
         found = ApiReply(ok=True, job=record.view(), spec=record.spec)
         if record.node is None:
             return found
+        away = self._away_node(record)
+        if away is not None:
+            return msgspec.structs.replace(
+                found, container=away.container(record.name), node=away.view()
+            )
         try:
             reply = await self._agents.call(
                 record.node, Inspect, bound_s=request.timeout_s, job=record.name
@@ -175,8 +181,15 @@ class Lifecycle:
         return msgspec.structs.replace(found, container=reply.container)
 
     async def logs(self, request: LogsRequest) -> ApiReply:
+        """Return the log of the job's container; raise at once if its node is away."""
         record = await self._store.get(request.job)
         node = _node_of(record, "logs")
+        away = self._away_node(record)
+        if away is not None:
+            raise NodeOfflineError(
+                f"cannot read the log of job {record.name!r}: node {node} is "
+                f"{describe_away(away)}; retry when it is back"
+            )
         try:
             reply = await self._agents.call(
                 node, Logs, job=record.name, tail=request.tail
@@ -234,6 +247,15 @@ class Lifecycle:
         )
         await self._events.job(removed)
         return ApiReply(ok=True, job=removed.view())
+
+
+def describe_away(node: NodeRecord) -> str:
+    """Return "offline, planned return 18:03:28" or "lost since 18:03:10"."""
+    if node.state is NodeState.OFFLINE and node.planned_return is not None:
+        return f"offline, planned return {clock_time(node.planned_return)}"
+    if node.down_since is not None:
+        return f"{node.state.value} since {clock_time(node.down_since)}"
+    return node.state.value
 
 
 def missing_container_message(job: str, node: str) -> str:

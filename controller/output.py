@@ -7,8 +7,9 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
+from controller.lifecycle import missing_container_message
 from controller.registry import clock_time
-from schemas.messages import JobView, NodeView, PublishedPort
+from schemas.messages import ContainerInfo, JobView, NodeView, PublishedPort
 
 # Width for tables when stdout is not a terminal, so piped output is not cut.
 PIPE_WIDTH = 200
@@ -67,16 +68,46 @@ def ago(timestamp: float, now: float | None = None) -> str:
 
 def describe_deferral(job: JobView, node: NodeView, now: float | None = None) -> str:
     """Return one line saying the job's desired state waits for its node."""
-    if node.state == "offline" and node.planned_return is not None:
-        where = f"offline, planned return {planned_return(node, now)}"
-    elif node.last_seen:
-        where = f"{node.state}, last heartbeat {seconds_ago(node.last_seen, now)}"
-    else:
-        where = f"{node.state}, no heartbeat since the controller started"
     return (
-        f"{job.name}: node {node.name} is {where}; desired state {job.desired} "
-        "is stored and the controller applies it when the node returns"
+        f"{job.name}: node {node.name} is {_away_state(node, now)}; desired state "
+        f"{job.desired} is stored and the controller applies it when the node returns"
     )
+
+
+def inspect_note(
+    job: JobView,
+    container: ContainerInfo | None,
+    node: NodeView | None,
+    now: float | None = None,
+) -> str | None:
+    """Return the note `controller inspect` prints below the JSON, or None.
+
+    `node` is set when the job's node is offline or lost, so `container` is
+    what its last heartbeat reported.
+    """
+    if node is not None:
+        return (
+            f"node {node.name} is {_away_state(node, now)}; the container's state "
+            "is unknown until the node returns, and the job shows its last "
+            f"reported state, {job.state}"
+        )
+    if container is not None or job.node is None:
+        return None
+    if job.desired == "removed":
+        return (
+            f"job {job.name!r} has no container on node {job.node!r} and its "
+            "desired state is removed; the controller deletes the job shortly"
+        )
+    return missing_container_message(job.name, job.node)
+
+
+def _away_state(node: NodeView, now: float | None) -> str:
+    """Return "offline, planned return ..." or "lost, last heartbeat 3.2s ago"."""
+    if node.state == "offline" and node.planned_return is not None:
+        return f"offline, planned return {planned_return(node, now)}"
+    if node.last_seen:
+        return f"{node.state}, last heartbeat {seconds_ago(node.last_seen, now)}"
+    return f"{node.state}, no heartbeat since the controller started"
 
 
 def describe_link(measure) -> list[str]:

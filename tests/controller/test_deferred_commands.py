@@ -95,6 +95,42 @@ def test_wait_times_out_while_node_lost(fleet, unique_name):
     assert fleet.jobs()[name]["desired"] == "stopped"
 
 
+def test_inspect_on_lost_node_returns_record(fleet, unique_name):
+    name = unique_name("web")
+    submitted = fleet.cli("submit", fleet.job_file(name))
+    assert submitted.exit_code == ExitCode.OK, submitted.output
+    wait_until(
+        lambda: fleet.nodes()[fleet.node]["containers"] == 1,
+        f"a heartbeat of node {fleet.node} with the container of {name}",
+    )
+    fleet.agent.stop()
+    fleet.wait_for_node("lost")
+
+    result = fleet.cli("inspect", name)
+
+    assert result.exit_code == ExitCode.OK, result.output
+    document = json.loads(result.stdout)
+    assert document["job"]["state"] == "running"
+    assert document["container"]["state"] == "unknown"
+    assert document["container"]["last_reported"]["state"] == "running"
+    assert result.stderr.startswith(f"Note: node {fleet.node} is lost, last heartbeat")
+    assert "the container's state is unknown until the node returns" in result.stderr
+
+
+def test_logs_on_lost_node_fails_at_once(fleet, unique_name):
+    name = unique_name("web")
+    submit_then_lose_node(fleet, name)
+
+    result = fleet.cli("logs", name)
+
+    assert result.exit_code == ExitCode.UNAVAILABLE, result.output
+    pattern = (
+        rf"Error: cannot read the log of job '{name}': node {fleet.node} is lost "
+        r"since \d\d:\d\d:\d\d; retry when it is back\n"
+    )
+    assert re.fullmatch(pattern, result.stderr)
+
+
 async def test_stop_racing_abrupt_disconnect_deferred(fleet, unique_name):
     name = unique_name("web")
     submitted = await asyncio.to_thread(fleet.cli, "submit", fleet.job_file(name))

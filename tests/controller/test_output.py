@@ -10,11 +10,12 @@ from controller.output import (
     event_line,
     format_ports,
     format_rate,
+    inspect_note,
     node_table,
     planned_return,
     seconds_ago,
 )
-from schemas.messages import JobView, NodeView, PublishedPort
+from schemas.messages import ContainerInfo, JobView, NodeView, PublishedPort
 
 PORT = PublishedPort(
     container_port=80, protocol="tcp", host_ip="127.0.0.1", host_port=8080
@@ -286,3 +287,46 @@ def test_rate_event_line_names_previous_rate():
     line = event_line("dsched", "dsched.node.n1.evt.rate", event)
 
     assert line.endswith("rate 5.0 Mbit/s (fluctuate), was 50.0 Mbit/s")
+
+
+def test_inspect_note_for_removed_job():
+    job = JobView(name="web", desired="removed", state="running", node="n1")
+
+    note = inspect_note(job, container=None, node=None)
+
+    assert note == (
+        "job 'web' has no container on node 'n1' and its desired state is "
+        "removed; the controller deletes the job shortly"
+    )
+
+
+def test_inspect_note_for_missing_container():
+    job = JobView(name="web", desired="running", state="missing", node="n1")
+
+    note = inspect_note(job, container=None, node=None)
+
+    assert "`controller start web` recreates it" in note
+
+
+def test_inspect_note_for_offline_node():
+    job = JobView(name="web", desired="running", state="running", node="n1")
+    node = node_view(state="offline", planned_return=110.0)
+
+    note = inspect_note(job, container=None, node=node, now=104.0)
+
+    assert note == (
+        f"node n1 is offline, planned return {clock(110.0)} (in 6.0s); the "
+        "container's state is unknown until the node returns, and the job shows "
+        "its last reported state, running"
+    )
+
+
+def test_inspect_note_none_with_container():
+    job = JobView(name="web", desired="running", state="running", node="n1")
+    container = ContainerInfo(
+        id="c1", name="web", job="web", node="n1", image="img", state="running"
+    )
+
+    note = inspect_note(job, container=container, node=None)
+
+    assert note is None
