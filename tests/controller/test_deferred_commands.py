@@ -95,6 +95,19 @@ def test_wait_times_out_while_node_lost(fleet, unique_name):
     assert fleet.jobs()[name]["desired"] == "stopped"
 
 
+def test_wait_ignores_stale_state_of_lost_node(fleet, unique_name):
+    name = unique_name("web")
+    submit_then_lose_node(fleet, name)
+
+    result = fleet.cli("start", name, "--wait", "--timeout", "2")
+
+    assert result.exit_code == ExitCode.TIMEOUT, result.output
+    assert "did not reach desired state running within 2 s" in result.stderr
+    assert f"node {fleet.node} is lost, so its state running is as last" in (
+        result.stderr
+    )
+
+
 def test_inspect_on_lost_node_returns_record(fleet, unique_name):
     name = unique_name("web")
     submitted = fleet.cli("submit", fleet.job_file(name))
