@@ -23,6 +23,7 @@ from controller.probe import (
     DEFAULT_PROBE_BYTES,
     DEFAULT_PROBE_COUNT,
     ENVELOPE_BYTES,
+    FIRST_REPLY_TIMEOUT_S,
     LinkProber,
     max_probe_bytes,
 )
@@ -508,7 +509,21 @@ def _check_node(ctx, param, value: str) -> str:
         raise click.BadParameter(str(exc)) from exc
 
 
-@cli.command()
+PROBE_HELP = f"""Measure NODE's round trip, uplink and downlink rates through its shaper.
+
+The probes go straight to the node's agent over NATS, so no controller
+needs to run. The uplink is the agent's sending direction.
+
+After the round trips, the command estimates from the link rate the agent
+reports how long the K probes of N bytes take each way. If that is longer
+than --timeout, it exits with code 3 before it sends them, because a train
+it gave up on would keep the node's link busy. Exit code 6 means that no
+agent of NODE is connected, or that the first probe got no reply within
+{FIRST_REPLY_TIMEOUT_S:g} s (or --timeout, if shorter).
+"""
+
+
+@cli.command(help=PROBE_HELP)
 @click.argument("node", callback=_check_node)
 @click.option(
     "--bytes",
@@ -526,16 +541,12 @@ def _check_node(ctx, param, value: str) -> str:
     metavar="K",
     help="Probes per measure: K round trips, and K probes sent at once for each rate.",
 )
-@timeout_option("Seconds each probe may take.")
+@timeout_option(
+    f"Seconds each probe may take; the first waits at most {FIRST_REPLY_TIMEOUT_S:g} s."
+)
 @json_option
 @click.pass_obj
 def probe(settings: Settings, node, size_bytes, count, timeout_s, as_json) -> None:
-    """Measure NODE's round trip, uplink and downlink rates through its shaper.
-
-    The probes go straight to the node's agent over NATS, so no controller
-    needs to run. The uplink is the agent's sending direction. Exit code 6
-    means that no agent of NODE is connected.
-    """
     measure = asyncio.run(_probe(settings, node, size_bytes, count, timeout_s))
     if as_json:
         click.echo(output.to_json(measure))

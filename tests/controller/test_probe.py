@@ -1,11 +1,20 @@
+import asyncio
 import json
 
 import pytest
 from click.testing import CliRunner
 
 from controller.cli import ExitCode, cli
+from controller.errors import InvalidRequestError
 from controller.output import describe_link
-from controller.probe import Burst, LinkMeasure, max_probe_bytes, rate_bps
+from controller.probe import (
+    Burst,
+    LinkMeasure,
+    check_trains_fit,
+    max_probe_bytes,
+    rate_bps,
+)
+from tests.controller.helpers import monitor
 
 RATE_TOLERANCE = 0.15
 SHAPED_RATE_BPS = 20e6
@@ -63,6 +72,25 @@ def test_link_lines_show_each_measure():
     ]
 
 
+def test_slow_link_trains_over_timeout_rejected():
+    with pytest.raises(InvalidRequestError) as caught:
+        check_trains_fit(100e3, 262144, 5, timeout_s=30.0)
+
+    assert str(caught.value) == (
+        "at 100.0 kbit/s, 5 probes of 262144 bytes take about 105 s each way, "
+        "over --timeout 30 s; pass a smaller --bytes or --count, or a larger "
+        "--timeout"
+    )
+
+
+def test_trains_within_timeout_pass():
+    check_trains_fit(20e6, 262144, 5, timeout_s=30.0)
+
+
+def test_unshaped_link_trains_pass():
+    check_trains_fit(None, 262144, 5, timeout_s=0.1)
+
+
 def probe(url, *args):
     return CliRunner().invoke(cli, ["--nats", url, "probe", *args])
 
@@ -101,3 +129,30 @@ def test_probe_measures_shaped_link(fleet, cleanup_node, unique_name):
     assert measure["rtt_ms"] > 0
     assert measure["uplink_bps"] == pytest.approx(SHAPED_RATE_BPS, rel=RATE_TOLERANCE)
     assert measure["downlink_bps"] == pytest.approx(SHAPED_RATE_BPS, rel=RATE_TOLERANCE)
+
+
+def test_probe_of_slow_link_rejected(fleet, cleanup_node, unique_name):
+    node = cleanup_node(unique_name("slow"))
+    fleet.start_agent("--bandwidth", "100kbit", node=node)
+
+    result = probe(fleet.url, node, "--timeout", "10")
+
+    assert result.exit_code == ExitCode.INVALID, result.output
+    assert result.stderr == (
+        "Error: at 100.0 kbit/s, 5 probes of 262144 bytes take about 105 s each "
+        "way, over --timeout 10 s; pass a smaller --bytes or --count, or a "
+        "larger --timeout\n"
+    )
+
+
+async def test_probe_without_reply_unavailable(nats_server, unique_name):
+    node = unique_name("node")
+
+    async with monitor(nats_server.url):
+        result = await asyncio.to_thread(probe, nats_server.url, node, "--timeout", "1")
+
+    assert result.exit_code == ExitCode.UNAVAILABLE, result.output
+    assert result.stderr == (
+        f"Error: node {node} did not reply within 1 s: no agent of {node} is "
+        "connected, or its link is saturated\n"
+    )
