@@ -2,11 +2,11 @@
 
 A job with `reschedule_after` whose desired state is running moves when its
 node has not been online for longer than that. The new node is chosen by the
-job's placement among the other online nodes, never the old node, so a job
-pinned with `placement.node` stays. The move only rewrites the job record: the
-reconciler then creates the container on the new node, and the old node's
-container, now stale, is removed when that node is back (see
-`controller.orphans`).
+job's placement among the other online nodes, never the old node. A job
+pinned with `placement.node` cannot set `reschedule_after`. The move only
+rewrites the job record: the reconciler then creates the container on the
+new node, and the old node's container, now stale, is removed when that
+node is back (see `controller.orphans`).
 """
 
 import logging

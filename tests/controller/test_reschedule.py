@@ -1,5 +1,6 @@
 import json
 import signal
+from typing import NamedTuple
 
 from controller.cli import ExitCode
 from tests.controller.fleet import wait_until
@@ -12,10 +13,21 @@ JOB_LABEL = "dsched.job"
 
 
 def copies(fleet, name):
-    """Return the containers of job `name` on any node, by their labels."""
-    return fleet.docker.containers.list(
+    """Return the containers of job `name` on any node, by their labels.
+
+    One list request gives id, state and labels, so a container removed
+    meanwhile cannot fail a second request.
+    """
+    summaries = fleet.docker.api.containers(
         all=True, filters={"label": f"{JOB_LABEL}={name}"}
     )
+    return [Copy(s["Id"], s["State"], s["Labels"].get(NODE_LABEL)) for s in summaries]
+
+
+class Copy(NamedTuple):
+    id: str
+    status: str
+    node: str | None
 
 
 def running_copies(fleet, name):
@@ -52,11 +64,11 @@ def test_job_moves_off_lost_node(fleet, cleanup_node, unique_name):
     )
     # The old node is unreachable, and its copy runs on, as it would on a
     # board cut off from the controller.
-    while_lost = sorted(c.labels[NODE_LABEL] for c in running_copies(fleet, name))
+    while_lost = sorted(c.node for c in running_copies(fleet, name))
     fleet.start_agent(*FAST_HEARTBEAT, node=old)
 
     wait_until(
-        lambda: [c.labels[NODE_LABEL] for c in copies(fleet, name)] == [new],
+        lambda: [c.node for c in copies(fleet, name)] == [new],
         f"one copy of {name}, on node {new}",
     )
     wait_until(lambda: fleet.job_state(name) == "running", f"job {name} running")

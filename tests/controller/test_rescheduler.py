@@ -12,14 +12,13 @@ def job(
     node="a",
     desired="running",
     reschedule_after="10s",
-    placement_node=None,
     **placement,
 ):
     spec = JobSpec(
         name="web",
         image="img",
         reschedule_after=reschedule_after,
-        placement=Placement(node=placement_node, **placement),
+        placement=Placement(**placement),
     )
     return JobRecord(spec=spec, desired=desired, node=node)
 
@@ -86,16 +85,6 @@ def test_stopped_job_stays():
     lose(registry, clock, "a", 60.0)
 
     target = move_target(job(desired="stopped"), registry)
-
-    assert target is None
-
-
-def test_pinned_job_stays():
-    clock = FakeClock()
-    registry = fleet(clock, "a", "b")
-    lose(registry, clock, "a", 60.0)
-
-    target = move_target(job(node="a", placement_node="a"), registry)
 
     assert target is None
 
