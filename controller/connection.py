@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 CONNECT_TIMEOUT_S = 2.0
 RECONNECT_WAIT_S = 1.0
+PING_INTERVAL_S = 5
+MAX_OUTSTANDING_PINGS = 3
 
 
 NATS_URL_SCHEMES = ("nats", "tls", "ws", "wss")
@@ -123,7 +125,15 @@ async def connect_service(options: NatsOptions, name: str, **callbacks) -> Clien
     instead of waited for.
     """
     client = await _connect_without_retry(
-        options, name, reconnect_time_wait=RECONNECT_WAIT_S, **callbacks
+        options,
+        name,
+        reconnect_time_wait=RECONNECT_WAIT_S,
+        # A link that fails without closing the socket is noticed after
+        # PING_INTERVAL_S * (MAX_OUTSTANDING_PINGS + 1) seconds at most, so
+        # the registry stops ageing nodes soon after the controller is cut off.
+        ping_interval=PING_INTERVAL_S,
+        max_outstanding_pings=MAX_OUTSTANDING_PINGS,
+        **callbacks,
     )
     # nats-py 2.16 reads both options again on every reconnect.
     client.options["allow_reconnect"] = True
