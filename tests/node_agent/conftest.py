@@ -1,7 +1,7 @@
 """Fixtures of the node agent tests: a node id, a driver and an in-process agent."""
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import docker
 import nats
@@ -58,3 +58,21 @@ async def nats_client(nats_server) -> AsyncIterator[Client]:
     client = await nats.connect(nats_server.url, connect_timeout=CONNECT_TIMEOUT_S)
     yield client
     await client.drain()
+
+
+@pytest.fixture
+async def start_agent(
+    docker_client: docker.DockerClient, test_image: str
+) -> AsyncIterator[Callable[[AgentSettings], Awaitable[Agent]]]:
+    """Start agents with the given settings; stop them after the test."""
+    started: list[Agent] = []
+
+    async def start(settings: AgentSettings) -> Agent:
+        agent = Agent(settings)
+        await asyncio.wait_for(agent.start(), CONNECT_TIMEOUT_S)
+        started.append(agent)
+        return agent
+
+    yield start
+    for agent in started:
+        await asyncio.wait_for(agent.stop(), CONNECT_TIMEOUT_S * 6)

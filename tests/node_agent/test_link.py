@@ -9,7 +9,6 @@ import msgspec
 import nats.errors
 import pytest
 
-from node_agent.agent import Agent
 from node_agent.bandwidth import FixedRate, FluctuatingRate
 from node_agent.link import LinkSettings
 from schemas.job import JobSpec
@@ -64,21 +63,6 @@ def cycling_settings(agent_settings):
         return dataclasses.replace(agent_settings, link=LinkSettings(**fields))
 
     return settings
-
-
-@pytest.fixture
-async def start_agent():
-    started: list[Agent] = []
-
-    async def start(settings) -> Agent:
-        agent = Agent(settings)
-        await asyncio.wait_for(agent.start(), START_TIMEOUT_S)
-        started.append(agent)
-        return agent
-
-    yield start
-    for agent in started:
-        await asyncio.wait_for(agent.stop(), 30)
 
 
 async def record(nats_client, subject: str, decode) -> Recorder:

@@ -25,21 +25,14 @@ MBIT = 1e6
 
 
 @pytest.fixture
-async def shaped_agent(agent_settings):
-    started: list[Agent] = []
-
+def shaped_agent(agent_settings, start_agent):
     async def start(plan, burst_bytes: int = 64 * 1024) -> Agent:
         settings = dataclasses.replace(
             agent_settings, bandwidth=plan, burst_bytes=burst_bytes
         )
-        agent = Agent(settings)
-        await asyncio.wait_for(agent.start(), START_TIMEOUT_S)
-        started.append(agent)
-        return agent
+        return await start_agent(settings)
 
-    yield start
-    for agent in started:
-        await asyncio.wait_for(agent.stop(), 30)
+    return start
 
 
 async def probe_train(nats_client, node: str, count: int, **probe) -> list[tuple]:
