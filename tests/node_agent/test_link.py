@@ -28,7 +28,6 @@ from tests.node_agent.support import command_fields, send
 
 CONNECTED_S = 1.0
 OFFLINE_S = 1.5
-START_TIMEOUT_S = 10
 WAIT_S = 15
 
 

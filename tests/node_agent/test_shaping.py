@@ -20,7 +20,6 @@ from schemas.subjects import Subjects
 from tests.node_agent.support import command_fields, send
 
 TRACES = Path(__file__).parent.parent / "data" / "traces"
-START_TIMEOUT_S = 10
 MBIT = 1e6
 
 
