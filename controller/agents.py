@@ -5,8 +5,9 @@ the same id until its deadline. The agent returns its stored first reply for
 a repeated id, so a reply lost on an unreliable link does not make it act
 twice while the agent still stores that reply. Before each resend the client
 asks `is_away` whether the registry has the node offline or lost, and gives
-up with NodeOfflineError if so: a subscriber other than the agent, such as a
-monitor on `dsched.>`, keeps NATS from reporting that no agent listens.
+up with NodeOfflineError if so. This check is needed because a subscriber
+other than the agent, such as a monitor on `dsched.>`, keeps NATS from
+reporting that no agent listens.
 """
 
 import asyncio

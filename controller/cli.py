@@ -162,7 +162,7 @@ COMMAND_TIMEOUT_HELP = "Seconds the node may take for the command."
 DEFERRAL_HELP = """
 
 When the job's node is offline or lost, the desired state is stored and the
-controller applies it when the node returns; the command prints that in one
+controller applies it when the node returns. The command prints that in one
 line and exits 0.
 """
 STOPPING_TIMEOUT_HELP = (

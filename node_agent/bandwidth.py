@@ -89,7 +89,7 @@ class LinkShaper:
 
     `send` and `receive` wait until the uplink or downlink bucket has paid for
     a message. `run` moves through the plan and calls `on_change(previous,
-    rate)` at each change of the rate; the first rate applies from
+    rate)` at each change of the rate. The first rate applies from
     construction on, and `run` reports it with `previous` None.
     """
 

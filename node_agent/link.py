@@ -25,8 +25,8 @@ DEFAULT_RECONNECT_MAX_WAIT_S = 10.0
 DEFAULT_EVENT_BUFFER = 1000
 FIRST_RECONNECT_WAIT_S = 0.25
 # How long a returning agent waits for another agent to claim its node id.
-# NATS reports at once that nobody listens, so this costs time only when a
-# monitor subscribes to the command subject.
+# NATS reports at once that no client subscribes, so this costs time only
+# when a monitor subscribes to the command subject.
 RECONNECT_NODE_CHECK_TIMEOUT_S = 0.25
 RECONNECT_JITTER_S = 0.25
 

@@ -210,8 +210,9 @@ class ContainerEvent(Message):
 
 
 LinkState = Literal["down", "up"]
-# How a link went down: an announced or abrupt emulated disconnect, or a
-# connection that was lost (the broker went away, the network failed).
+# The cause of a link going down: an announced or abrupt emulated
+# disconnect, or a connection that was lost (the broker went away, the
+# network failed).
 LinkDownMode = Literal["announced", "abrupt", "lost"]
 RateSource = Literal["fixed", "fluctuate", "trace"]
 
