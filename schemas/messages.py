@@ -175,6 +175,20 @@ class Reply(Message, forbid_unknown_fields=False):
 # Heartbeats and events, agent -> all
 
 
+class Accelerator(msgspec.Struct, kw_only=True, frozen=True):
+    """One GPU, NPU or NPU core of a node, as its vendor tool reports it.
+
+    `kind` is "gpu" or "npu". A value the tool did not report is None.
+    """
+
+    kind: str
+    index: int
+    name: str = ""
+    util_percent: float | None = None
+    mem_used_bytes: int | None = None
+    mem_total_bytes: int | None = None
+
+
 class Heartbeat(Message):
     node: str
     seq: int
@@ -188,6 +202,13 @@ class Heartbeat(Message):
     mem_total_bytes: int = 0
     disk_used_bytes: int = 0
     disk_total_bytes: int = 0
+    # Load average over 1, 5 and 15 minutes; empty when unknown.
+    load_avg: list[float] = []
+    # What the node offers to jobs: the agent's cgroup limit when one is set,
+    # else the CPU count and the physical memory.
+    cpu_allocatable: float = 0.0
+    mem_allocatable_bytes: int = 0
+    accelerators: list[Accelerator] = []
     containers: list[ContainerInfo] = []
     agent_started_at: float = 0.0
     # The link: its shaped rate in bits per second (None when not shaped),

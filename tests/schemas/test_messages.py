@@ -4,6 +4,7 @@ import pytest
 from schemas import messages
 from schemas.job import JobSpec
 from schemas.messages import (
+    Accelerator,
     ContainerInfo,
     Create,
     ErrorInfo,
@@ -71,6 +72,48 @@ def test_first_schema_version_payloads_decode():
     assert messages.reply_decoder.decode(reply).error == ErrorInfo(
         code="conflict", message="taken"
     )
+
+
+def test_heartbeat_without_telemetry_fields_decodes():
+    payload = (
+        b'{"v": 1, "node": "n1", "seq": 3, "sent_at": 10.0, "interval_s": 1.0,'
+        b' "device_type": "x86", "cpu_percent": 5.0, "cpu_count": 4}'
+    )
+
+    heartbeat = messages.heartbeat_decoder.decode(payload)
+
+    assert heartbeat.load_avg == []
+    assert heartbeat.cpu_allocatable == 0.0
+    assert heartbeat.mem_allocatable_bytes == 0
+    assert heartbeat.accelerators == []
+
+
+def test_heartbeat_accelerators_round_trip():
+    accelerators = [
+        Accelerator(kind="npu", index=0, name="310P3", util_percent=21.0),
+        Accelerator(
+            kind="gpu", index=1, mem_used_bytes=1 << 30, mem_total_bytes=8 << 30
+        ),
+    ]
+    heartbeat = Heartbeat(
+        node="n1",
+        seq=1,
+        sent_at=1.0,
+        interval_s=1.0,
+        device_type="ATLAS_I",
+        load_avg=[0.5, 0.25, 0.125],
+        cpu_allocatable=1.5,
+        mem_allocatable_bytes=2 << 30,
+        accelerators=accelerators,
+    )
+
+    decoded = messages.heartbeat_decoder.decode(encode(heartbeat))
+
+    assert decoded.accelerators == accelerators
+    assert decoded.accelerators[1].util_percent is None
+    assert decoded.load_avg == [0.5, 0.25, 0.125]
+    assert decoded.cpu_allocatable == 1.5
+    assert decoded.mem_allocatable_bytes == 2 << 30
 
 
 def test_reply_from_newer_agent_keeps_decoding():
