@@ -24,6 +24,7 @@ from node_agent.bandwidth import (
     TraceRate,
     describe_rate,
 )
+from node_agent.collectors import AUTO_DEVICE_TYPE, detect_device_type
 from node_agent.errors import AgentError
 from node_agent.link import (
     DEFAULT_DISCONNECT_S,
@@ -178,7 +179,13 @@ RATE_UNITS_HELP = (
     metavar="TYPE",
     default=DEFAULT_DEVICE_TYPE,
     show_default=True,
-    help="Board type reported in heartbeats, e.g. ATLAS_I, RK3588, JETSON_ORIN.",
+    help="Board type reported in heartbeats, e.g. ATLAS_I, RK3588, JETSON_ORIN. "
+    "It also selects the accelerator telemetry: ATLAS* reads npu-smi, RK3588* "
+    "the rknpu load file, JETSON* tegrastats (or the GPU load file in sysfs), "
+    "NVIDIA* and GPU* nvidia-smi; other types report CPU, memory and disk "
+    "only. 'auto' detects the type from npu-smi, the rknpu folder, tegrastats "
+    "or /etc/nv_tegra_release, and nvidia-smi, in that order, else x86 or "
+    "the machine name.",
 )
 @click.option(
     "--label",
@@ -368,6 +375,11 @@ def main(
     and --bandwidth, --bandwidth-fluctuate or --bandwidth-trace shape every
     message it sends and receives."""
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    if device_type.lower() == AUTO_DEVICE_TYPE:
+        device_type = detect_device_type()
+        logging.getLogger(__name__).info(
+            "node %s detected device type %s", node_id, device_type
+        )
     ctx = click.get_current_context()
     bandwidth = _rate_plan(ctx)
     _warn_unused_cycle_options(ctx)

@@ -7,10 +7,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
+from node_agent.collectors import select_collectors
 from node_agent.driver import DockerDriver
 from node_agent.errors import AgentError
-from node_agent.telemetry import TelemetrySampler
-from schemas.messages import ContainerInfo, Heartbeat, encode
+from node_agent.telemetry import Telemetry, TelemetrySampler
+from schemas.messages import Accelerator, ContainerInfo, Heartbeat, encode
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +32,8 @@ class HeartbeatPublisher:
 
     Heartbeats are sent only while `online()` is true, so the sequence goes on
     without a gap after an offline window; `kick()` sends one at once and
-    starts the schedule again from it. The container list is read in a
-    worker thread. When Docker cannot be read, the heartbeat carries the last
+    starts the schedule again from it. The container list, and the telemetry
+    with its vendor tools, are read at the same time in worker threads. When Docker cannot be read, the heartbeat carries the last
     inventory that could be read, so the node stays online while its engine
     is briefly unreachable.
     """
@@ -61,6 +62,7 @@ class HeartbeatPublisher:
         self._link = link
         self._wake = asyncio.Event()
         self._sampler = TelemetrySampler()
+        self._collectors = select_collectors(device_type, self.node)
         self._inventory: list[ContainerInfo] = []
         self._inventory_failing = False
         self._stop_requested = asyncio.Event()
@@ -102,8 +104,9 @@ class HeartbeatPublisher:
         return heartbeat
 
     async def build(self) -> Heartbeat:
-        containers = await self._read_inventory()
-        telemetry = self._sampler.sample()
+        containers, (telemetry, accelerators) = await asyncio.gather(
+            self._read_inventory(), asyncio.to_thread(self._sample)
+        )
 
         return Heartbeat(
             node=self.node,
@@ -113,10 +116,20 @@ class HeartbeatPublisher:
             device_type=self.device_type,
             labels=self.labels,
             containers=containers,
+            accelerators=accelerators,
             agent_started_at=self.started_at,
             **telemetry._asdict(),
             **self._link()._asdict(),
         )
+
+    def _sample(self) -> tuple[Telemetry, list[Accelerator]]:
+        accelerators = [
+            accelerator
+            for collector in self._collectors
+            for accelerator in collector.collect()
+        ]
+
+        return self._sampler.sample(), accelerators
 
     async def _read_inventory(self) -> list[ContainerInfo]:
         try:

@@ -182,3 +182,27 @@ def test_cycle_options_without_cycles_warn(docker_client, caplog):
     assert "--reconnect has no effect: --disconnect 0 turns disconnect cycles off" in (
         caplog.text
     )
+
+
+def test_help_lists_device_type_auto():
+    result = CliRunner().invoke(main, ["--help"])
+
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0
+    assert "selects the accelerator telemetry: ATLAS* reads" in text
+    assert "'auto' detects the type" in text
+    assert "/etc/nv_tegra_release" in text
+    assert "[default: x86]" in text
+
+
+def test_device_type_auto_logs_detection(spawn, nats_server, node_id, test_image):
+    agent = spawn(
+        "node-agent", "--nats", nats_server.url, "--node-id", node_id,
+        "--device-type", "auto", "--disconnect", "0",
+        wait_for="connected",
+    )  # fmt: skip
+
+    agent.send_signal(signal.SIGTERM)
+
+    assert agent.wait() == 0
+    assert f"node {node_id} detected device type " in agent.output()
