@@ -33,9 +33,10 @@ class HeartbeatPublisher:
     Heartbeats are sent only while `online()` is true, so the sequence goes on
     without a gap after an offline window; `kick()` sends one at once and
     starts the schedule again from it. The container list, and the telemetry
-    with its vendor tools, are read at the same time in worker threads. When Docker cannot be read, the heartbeat carries the last
-    inventory that could be read, so the node stays online while its engine
-    is briefly unreachable.
+    with its vendor tools, are read at the same time in worker threads. When
+    Docker cannot be read, the heartbeat carries the last inventory that
+    could be read, so the node stays online while its engine is briefly
+    unreachable.
     """
 
     def __init__(
