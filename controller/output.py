@@ -156,6 +156,7 @@ def node_table(nodes: list[NodeView], now: float | None = None) -> Table:
         "PLANNED RETURN",
         "RTT",
         "LINK RATE",
+        "ACCELERATORS",
     )
     for node in nodes:
         table.add_row(
@@ -168,8 +169,21 @@ def node_table(nodes: list[NodeView], now: float | None = None) -> Table:
             seconds_ago(node.last_seen, now),
             planned_return(node, now),
             *_link_cells(node),
+            accelerator_cell(node),
         )
     return table
+
+
+def accelerator_cell(node: NodeView) -> str:
+    """Return "2 npu 40% 12%", the use of each accelerator, or "-" for none."""
+    if not node.accelerators:
+        return "-"
+    kinds = sorted({accelerator.kind for accelerator in node.accelerators})
+    uses = [
+        "?" if accelerator.util_percent is None else f"{accelerator.util_percent:.0f}%"
+        for accelerator in node.accelerators
+    ]
+    return f"{len(node.accelerators)} {'/'.join(kinds)} {' '.join(uses)}"
 
 
 def _link_cells(node: NodeView) -> tuple[str, str]:

@@ -80,6 +80,10 @@ class NodeRecord:
             link_rate_bps=self.link_rate_bps,
             connected_since=heartbeat.connected_since,
             next_disconnect_at=heartbeat.next_disconnect_at,
+            load_avg=heartbeat.load_avg,
+            cpu_allocatable=heartbeat.cpu_allocatable,
+            mem_allocatable_bytes=heartbeat.mem_allocatable_bytes,
+            accelerators=heartbeat.accelerators,
         )
 
 

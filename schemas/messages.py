@@ -355,6 +355,12 @@ class NodeView(msgspec.Struct, kw_only=True, frozen=True):
     link_rate_bps: float | None = None
     connected_since: float | None = None
     next_disconnect_at: float | None = None
+    # From the node's last heartbeat: load average over 1, 5 and 15 minutes,
+    # what the node offers, and its accelerators.
+    load_avg: list[float] = []
+    cpu_allocatable: float = 0.0
+    mem_allocatable_bytes: int = 0
+    accelerators: list[Accelerator] = []
 
 
 class ApiReply(Message, forbid_unknown_fields=False):

@@ -4,6 +4,7 @@ import pytest
 from rich.console import Console
 
 from controller.output import (
+    accelerator_cell,
     describe_job,
     event_json,
     event_kind,
@@ -15,7 +16,13 @@ from controller.output import (
     planned_return,
     seconds_ago,
 )
-from schemas.messages import ContainerInfo, JobView, NodeView, PublishedPort
+from schemas.messages import (
+    Accelerator,
+    ContainerInfo,
+    JobView,
+    NodeView,
+    PublishedPort,
+)
 
 PORT = PublishedPort(
     container_port=80, protocol="tcp", host_ip="127.0.0.1", host_port=8080
@@ -330,3 +337,26 @@ def test_inspect_note_none_with_container():
     note = inspect_note(job, container=container, node=None)
 
     assert note is None
+
+
+@pytest.mark.parametrize(
+    ("accelerators", "cell"),
+    [
+        ([], "-"),
+        (
+            [
+                Accelerator(kind="npu", index=0, util_percent=40.0),
+                Accelerator(kind="npu", index=1, util_percent=12.4),
+            ],
+            "2 npu 40% 12%",
+        ),
+        ([Accelerator(kind="gpu", index=0)], "1 gpu ?"),
+    ],
+)
+def test_accelerator_cell_table(accelerators, cell):
+    view = NodeView(
+        name="n1", state="online", device_type="x86", last_seen=0.0,
+        accelerators=accelerators,
+    )  # fmt: skip
+
+    assert accelerator_cell(view) == cell

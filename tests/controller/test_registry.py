@@ -1,6 +1,8 @@
+import msgspec
 import pytest
 
 from controller.registry import NodeRegistry, NodeState
+from schemas.messages import Accelerator
 from tests.controller.helpers import FakeClock, heartbeat, link_down
 
 
@@ -118,6 +120,26 @@ def test_view_reports_state_and_load():
     assert view.last_seen == 1234.0
     assert view.containers == 2
     assert view.cpu_percent == 7
+
+
+def test_view_reports_capacity_and_accelerators():
+    registry = NodeRegistry(clock=FakeClock(now=1234.0))
+    npu = Accelerator(kind="npu", index=0, name="910B", util_percent=42.0)
+    beat = msgspec.structs.replace(
+        heartbeat("n1", device_type="ATLAS_I"),
+        load_avg=[0.5, 0.25, 0.1],
+        cpu_allocatable=3.5,
+        mem_allocatable_bytes=8 * 1024**3,
+        accelerators=[npu],
+    )
+    registry.observe(beat)
+
+    view = registry.get("n1").view()
+
+    assert view.load_avg == [0.5, 0.25, 0.1]
+    assert view.cpu_allocatable == 3.5
+    assert view.mem_allocatable_bytes == 8 * 1024**3
+    assert view.accelerators == [npu]
 
 
 def test_missed_count_below_one_rejected():
