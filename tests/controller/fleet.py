@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
+import docker.errors
 import yaml
 from click.testing import CliRunner, Result
 
@@ -20,6 +21,8 @@ from controller.cli import cli
 # Body of /www/index.html in the test image that scripts/build-image makes.
 INDEX_TEXT = "hello from docker-scheduler\n"
 POLL_INTERVAL_S = 0.1
+# Attempts to list containers while the controller may remove one of them.
+LIST_ATTEMPTS = 3
 WAIT_TIMEOUT_S = 20.0
 HTTP_TIMEOUT_S = 3.0
 HEARTBEAT_S = "0.5"
@@ -150,7 +153,18 @@ class Fleet:
         return job and job["state"]
 
     def containers(self, name: str) -> list:
-        return self.docker.containers.list(all=True, filters={"name": f"^/?{name}$"})
+        """Return the containers called `name`.
+
+        The SDK inspects each listed container, so a container that the
+        controller removes in between fails the call; the list is read again.
+        """
+        filters = {"name": f"^/?{name}$"}
+        for _ in range(LIST_ATTEMPTS - 1):
+            try:
+                return self.docker.containers.list(all=True, filters=filters)
+            except docker.errors.NotFound:
+                continue
+        return self.docker.containers.list(all=True, filters=filters)
 
     def container_state(self, name: str) -> str | None:
         containers = self.containers(name)
