@@ -17,9 +17,9 @@ A cell sends about 2 s of traffic at its rate, and at least 4 timed
 replies. A cell that would take longer than --max-cell-s is skipped, and
 the output prints how long it would take (1 MB at 1 Mbit/s: about 63 s). A
 train that the agent cannot serve within twice its planned time plus 2 s
-stops sending early, and its row says so. A reply of 1,000,000 bytes of
-padding is about 170 bytes longer encoded and fits the NATS default max
-payload of 1 MiB. Needs a running Docker Engine, which every agent connects
+stops sending early, and its row notes that the agent fell behind. A reply
+of 1,000,000 bytes of padding is about 170 bytes longer encoded and fits
+the NATS default max payload of 1 MiB. Needs a running Docker Engine, which every agent connects
 to.
 """
 

@@ -1,8 +1,8 @@
 """Parse the device table of Huawei Ascend `npu-smi info`.
 
-The table gives each chip two rows between `+===` separators: the first
-holds NPU id, name, health, power and temperature. The second holds chip id
-(and on some cards the logical device id), bus id, AICore use and memory
+The table gives each chip two rows between `+===` separators. The first
+contains NPU id, name, health, power and temperature. The second contains
+chip id (and on some cards the logical device id), bus id, AICore use and memory
 use as "used / total" in MB. Cards with HBM (Atlas 800, 910) add an
 HBM-Usage(MB) column after Memory-Usage(MB). The HBM is the memory jobs use
 there, so it wins when its total is known. The process table that follows

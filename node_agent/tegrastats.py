@@ -46,7 +46,7 @@ def parse_tegrastats(line: str) -> list[Accelerator]:
 
 
 def parse_gpu_load(text: str) -> list[Accelerator]:
-    """Return the GPU of a sysfs load file, which holds tenths of a percent."""
+    """Return the GPU of a sysfs load file, which contains tenths of a percent."""
     try:
         permille = int(text.strip())
     except ValueError:
