@@ -83,6 +83,8 @@ class NodeRecord:
             load_avg=heartbeat.load_avg,
             cpu_allocatable=heartbeat.cpu_allocatable,
             mem_allocatable_bytes=heartbeat.mem_allocatable_bytes,
+            reserved_cpus=heartbeat.reserved_cpus,
+            reserved_mem_bytes=heartbeat.reserved_mem_bytes,
             accelerators=heartbeat.accelerators,
         )
 

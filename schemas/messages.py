@@ -208,7 +208,14 @@ class Heartbeat(Message):
     # else the CPU count and the physical memory.
     cpu_allocatable: float = 0.0
     mem_allocatable_bytes: int = 0
+    # What the node's running containers reserve: the sum of their CPU and
+    # memory limits. A container without a limit reserves nothing.
+    reserved_cpus: float = 0.0
+    reserved_mem_bytes: int = 0
     accelerators: list[Accelerator] = []
+    # Device paths on the node that a job may map, such as /dev/davinci0;
+    # None when the agent does not report them.
+    devices: list[str] | None = None
     containers: list[ContainerInfo] = []
     agent_started_at: float = 0.0
     # The link: its shaped rate in bits per second (None when not shaped),
@@ -360,6 +367,8 @@ class NodeView(msgspec.Struct, kw_only=True, frozen=True):
     load_avg: list[float] = []
     cpu_allocatable: float = 0.0
     mem_allocatable_bytes: int = 0
+    reserved_cpus: float = 0.0
+    reserved_mem_bytes: int = 0
     accelerators: list[Accelerator] = []
 
 
