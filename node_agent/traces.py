@@ -7,7 +7,8 @@ Two file formats are read, told apart by a comma in the first data line:
   1500 * 8 * lines / window. The trace repeats with the period of its last
   time.
 - CSV with `seconds,rate` rows: from that second on, the link runs at that
-  rate (bits per second, or a rate with a unit as `parse_rate` reads it).
+  rate (bits per second, or a rate with a unit as
+  `schemas.values.parse_rate` reads it).
   A rate of 0 is an outage. A first row of column names is skipped.
 Lines that start with `#` are comments in both.
 """
@@ -15,59 +16,12 @@ Lines that start with `#` are comments in both.
 import bisect
 import csv
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from schemas.values import parse_rate
+
 MAHIMAHI_PACKET_BYTES = 1500
-_RATE_RE = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[a-zA-Z/]*)")
-# Unit -> bits per second of one unit. Lower-case b means bits, upper-case B
-# bytes; k, M and G are powers of 1000. The lower-case kbit, mbit and gbit
-# are the spellings of Linux tc.
-_RATE_UNITS = {
-    "": 1,
-    "bps": 1,
-    "bit": 1,
-    "kbit": 1e3,
-    "kbps": 1e3,
-    "Kbit": 1e3,
-    "Kbps": 1e3,
-    "Mbit": 1e6,
-    "mbit": 1e6,
-    "gbit": 1e9,
-    "Mbps": 1e6,
-    "Gbit": 1e9,
-    "Gbps": 1e9,
-    "B/s": 8,
-    "kB/s": 8e3,
-    "KB/s": 8e3,
-    "MB/s": 8e6,
-    "GB/s": 8e9,
-}
-
-
-def parse_rate(text: str, unit_required: bool = False, zero: bool = False) -> float:
-    """Parse a rate such as 100Mbit, 20Mbps or 5MB/s into bits per second.
-
-    A number without a unit is bits per second, unless `unit_required`.
-    A rate of 0 is rejected unless `zero` allows it.
-    """
-    match = _RATE_RE.fullmatch(text.strip())
-    if match is None or match["unit"] not in _RATE_UNITS:
-        raise ValueError(
-            f"invalid rate {text!r}: use a number with bit, kbit, Mbit, Gbit "
-            "(or bps, kbps, Mbps, Gbps) for bits per second, or B/s, kB/s, "
-            "MB/s, GB/s for bytes per second"
-        )
-    if unit_required and not match["unit"]:
-        raise ValueError(
-            f"invalid rate {text!r}: add a unit, e.g. {text.strip()}Mbit for "
-            f"megabits or {text.strip()}kbit for kilobits per second"
-        )
-    rate_bps = float(match["number"]) * _RATE_UNITS[match["unit"]]
-    if rate_bps <= 0 and not zero:
-        raise ValueError(f"invalid rate {text!r}: must be greater than 0")
-    return rate_bps
 
 
 @dataclass(frozen=True)

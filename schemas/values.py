@@ -187,3 +187,53 @@ def argv(value: str | list[str] | None) -> list[str] | None:
         return shlex.split(value)
     except ValueError as exc:
         raise ValueError(f"invalid command {value!r}: {exc}") from None
+
+
+_RATE_RE = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[a-zA-Z/]*)")
+# Unit -> bits per second of one unit. Lower-case b means bits, upper-case B
+# bytes; k, M and G are powers of 1000. The lower-case kbit, mbit and gbit
+# are the spellings of Linux tc.
+_RATE_UNITS = {
+    "": 1,
+    "bps": 1,
+    "bit": 1,
+    "kbit": 1e3,
+    "kbps": 1e3,
+    "Kbit": 1e3,
+    "Kbps": 1e3,
+    "Mbit": 1e6,
+    "mbit": 1e6,
+    "gbit": 1e9,
+    "Mbps": 1e6,
+    "Gbit": 1e9,
+    "Gbps": 1e9,
+    "B/s": 8,
+    "kB/s": 8e3,
+    "KB/s": 8e3,
+    "MB/s": 8e6,
+    "GB/s": 8e9,
+}
+
+
+def parse_rate(text: str, unit_required: bool = False, zero: bool = False) -> float:
+    """Parse a rate such as 100Mbit, 20Mbps or 5MB/s into bits per second.
+
+    A number without a unit is bits per second, unless `unit_required`.
+    A rate of 0 is rejected unless `zero` allows it.
+    """
+    match = _RATE_RE.fullmatch(text.strip())
+    if match is None or match["unit"] not in _RATE_UNITS:
+        raise ValueError(
+            f"invalid rate {text!r}: use a number with bit, kbit, Mbit, Gbit "
+            "(or bps, kbps, Mbps, Gbps) for bits per second, or B/s, kB/s, "
+            "MB/s, GB/s for bytes per second"
+        )
+    if unit_required and not match["unit"]:
+        raise ValueError(
+            f"invalid rate {text!r}: add a unit, e.g. {text.strip()}Mbit for "
+            f"megabits or {text.strip()}kbit for kilobits per second"
+        )
+    rate_bps = float(match["number"]) * _RATE_UNITS[match["unit"]]
+    if rate_bps <= 0 and not zero:
+        raise ValueError(f"invalid rate {text!r}: must be greater than 0")
+    return rate_bps
