@@ -17,6 +17,7 @@ from controller.connection import nats_errors
 from controller.errors import ControllerError
 from controller.lifecycle import Lifecycle
 from controller.parts import Parts
+from controller.scheduler import Scheduler
 from controller.submit import Submitter
 from schemas.messages import (
     ApiReply,
@@ -45,10 +46,10 @@ _JOB_REQUEST_DECODER = msgspec.json.Decoder(JobRequest)
 class Api:
     """Serves every API verb in a queue group, one task per request."""
 
-    def __init__(self, parts: Parts) -> None:
+    def __init__(self, parts: Parts, scheduler: Scheduler) -> None:
         self._store = parts.store
         self._registry = parts.registry
-        self._submitter = Submitter(parts)
+        self._submitter = Submitter(parts, scheduler)
         self._lifecycle = Lifecycle(parts)
         self._tasks: set[asyncio.Task] = set()
         self._subscriptions: list[Subscription] = []

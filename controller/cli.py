@@ -7,10 +7,12 @@ import logging
 from dataclasses import dataclass
 
 import click
+import msgspec
 
 from controller import output
 from controller.agents import DOCKER_STOP_GRACE_S, stop_grace_or_default
 from controller.client import ApiClient
+from controller.config_file import load_config_file
 from controller.connection import (
     DEFAULT_NATS_URL,
     NatsOptions,
@@ -19,6 +21,7 @@ from controller.connection import (
 )
 from controller.errors import ControllerError, InvalidRequestError
 from controller.pinger import DEFAULT_PING_INTERVAL_S
+from controller.placement import PlacementConfig
 from controller.probe import (
     DEFAULT_PROBE_BYTES,
     DEFAULT_PROBE_COUNT,
@@ -32,12 +35,14 @@ from controller.registry import DEFAULT_MISSED_HEARTBEATS
 from controller.service import ControllerConfig, serve_until_signal
 from controller.waiter import wait_for_desired
 from controller.watch import watch_events
+from schemas.job import STRATEGIES
 from schemas.jobfile import JobFileError, load_job_file
 from schemas.messages import (
     JobRequest,
     JobView,
     ListRequest,
     LogsRequest,
+    PlacementPlan,
     SubmitRequest,
 )
 from schemas.names import check_name
@@ -273,6 +278,23 @@ def cli(ctx, nats_url, creds, user, password, token, prefix) -> None:
     help="Seconds between reconcile passes.",
 )
 @click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    show_default="none: the defaults in the README",
+    help="YAML file with a placement section: the default strategy, "
+    "spread_over, the weights of the load scorers (cpu, memory, accelerator, "
+    "link) and start_time. See the README.",
+)
+@click.option(
+    "--strategy",
+    type=click.Choice(STRATEGIES),
+    default=None,
+    show_default="load, or the config file's",
+    help="Placement strategy for jobs that do not set placement.strategy.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -280,9 +302,16 @@ def cli(ctx, nats_url, creds, user, password, token, prefix) -> None:
 )
 @click.pass_obj
 def serve(
-    settings: Settings, offline_after, ping_interval_s, reconcile_interval_s, log_level
+    settings: Settings,
+    offline_after,
+    ping_interval_s,
+    reconcile_interval_s,
+    config_file,
+    strategy,
+    log_level,
 ) -> None:
     """Run the controller service until SIGTERM or Ctrl-C."""
+    placement = _placement_config(config_file, strategy)
     logging.basicConfig(
         level=log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -293,8 +322,20 @@ def serve(
         missed_heartbeats=offline_after,
         reconcile_interval_s=reconcile_interval_s,
         ping_interval_s=ping_interval_s,
+        placement=placement,
     )
     asyncio.run(serve_until_signal(config))
+
+
+def _placement_config(path: str | None, strategy: str | None) -> PlacementConfig:
+    """Return the config file's placement section with --strategy applied."""
+    try:
+        placement = load_config_file(path).placement if path else PlacementConfig()
+        if strategy is not None:
+            placement = msgspec.structs.replace(placement, strategy=strategy)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--config/--strategy") from None
+    return placement
 
 
 @cli.command()
@@ -314,14 +355,45 @@ def serve(
     metavar="SECONDS",
     help="Seconds to wait until the job runs.",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    show_default="off",
+    help="Only show where the job would go: each node's score or the filter "
+    "that rules it out, and the node chosen for each copy. Nothing is stored "
+    "or created. Exits with 6 when some copy fits no node.",
+)
 @json_option
 @click.pass_obj
-def submit(settings: Settings, file, no_wait, timeout_s, as_json) -> None:
-    """Place the job in FILE on a node, create and start its container."""
+def submit(settings: Settings, file, no_wait, timeout_s, dry_run, as_json) -> None:
+    """Place the job in FILE on a node, create and start its container.
+
+    A job with `count: N` runs N copies, jobs named NAME-0 to NAME-(N-1),
+    placed one after another by the job's strategy (`placement.strategy`,
+    else the controller's default).
+    """
     spec = load_job_file(file)
-    request = SubmitRequest(spec=spec, wait=not no_wait, timeout_s=timeout_s)
+    request = SubmitRequest(
+        spec=spec, wait=not no_wait, timeout_s=timeout_s, dry_run=dry_run
+    )
     reply = _call(settings, "submit", request, timeout_s)
-    _print_job(reply.job, as_json)
+    if dry_run:
+        _print_plan(reply.plan, as_json)
+    elif reply.jobs:
+        _print_jobs(reply.jobs, as_json)
+    else:
+        _print_job(reply.job, as_json)
+
+
+def _print_plan(plan: PlacementPlan, as_json: bool) -> None:
+    if as_json:
+        click.echo(output.to_json(plan))
+    else:
+        output.console().print(output.plan_table(plan))
+        for line in output.plan_choices(plan):
+            click.echo(line)
+    if None in plan.chosen:
+        raise click.exceptions.Exit(ExitCode.UNAVAILABLE)
 
 
 @cli.command()
@@ -592,6 +664,14 @@ def _print_job(job, as_json: bool) -> None:
         click.echo(output.to_json(job))
     else:
         click.echo(output.describe_job(job))
+
+
+def _print_jobs(jobs: list[JobView], as_json: bool) -> None:
+    if as_json:
+        click.echo(output.to_json(jobs))
+    else:
+        for job in jobs:
+            click.echo(output.describe_job(job))
 
 
 def main() -> None:

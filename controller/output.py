@@ -9,7 +9,13 @@ from rich.table import Table
 
 from controller.lifecycle import missing_container_message
 from controller.registry import clock_time
-from schemas.messages import ContainerInfo, JobView, NodeView, PublishedPort
+from schemas.messages import (
+    ContainerInfo,
+    JobView,
+    NodeView,
+    PlacementPlan,
+    PublishedPort,
+)
 
 # Width for tables when stdout is not a terminal, so piped output is not cut.
 PIPE_WIDTH = 200
@@ -141,6 +147,23 @@ def job_table(jobs: list[JobView]) -> Table:
             ago(job.updated_at),
         )
     return table
+
+
+def plan_table(plan: PlacementPlan) -> Table:
+    """One row per node: its score, or the filter and reason that rule it out."""
+    table = Table("NODE", "SCORE", "RULED OUT BY")
+    for verdict in plan.nodes:
+        score = "-" if verdict.score is None else f"{verdict.score:.3f}"
+        table.add_row(verdict.name, score, verdict.filtered or "")
+    return table
+
+
+def plan_choices(plan: PlacementPlan) -> list[str]:
+    """Return one line per copy: the node the strategy chose, or that none fits."""
+    return [
+        f"{job} -> {node or 'no node fits'} ({plan.strategy})"
+        for job, node in zip(plan.jobs, plan.chosen, strict=True)
+    ]
 
 
 def node_table(nodes: list[NodeView], now: float | None = None) -> Table:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 from controller.agents import AgentClient
-from controller.errors import ControllerError
+from controller.errors import CommandTimeoutError, ControllerError
 from controller.registry import NodeRegistry
 from schemas.messages import Ping
 
@@ -45,10 +45,15 @@ class Pinger:
     async def ping(self, node: str) -> float | None:
         """Ping one node; record and return the round trip in ms, None on failure."""
         started = self._clock()
+        sent_at = self._registry.clock()
         try:
             await self._agents.call(
                 node, Ping, bound_s=min(MAX_PING_WAIT_S, self.interval_s)
             )
+        except CommandTimeoutError:
+            logger.debug("node %s: no reply to a ping", node)
+            self._registry.ping_unanswered(node, sent_at)
+            return None
         except ControllerError as exc:
             logger.debug("node %s: ping failed: %s", node, exc)
             return None

@@ -5,8 +5,9 @@ node, so it acts only on inventories that arrived after the job's last change
 and skips nodes that are offline or lost. After it sends a command for a job,
 it waits for a heartbeat sent after the command's reply before it acts on
 that job again, so a heartbeat from before the command does not repeat it.
-A job whose node stays down beyond its `reschedule_after` moves to another
-node (see `controller.rescheduler`). Containers of jobs without a record, and
+A job whose node stays down beyond its `reschedule_after`, or whose link
+misses its `migrate_when`, moves to another node (see
+`controller.rescheduler`). Containers of jobs without a record, and
 stale containers left on a job's former node, are removed (see
 `controller.orphans`).
 """
@@ -23,6 +24,7 @@ from controller.orphans import OrphanRemover
 from controller.parts import Parts
 from controller.registry import NodeRecord, NodeState
 from controller.rescheduler import Rescheduler
+from controller.scheduler import Scheduler
 from controller.store import JobRecord, observed_fields
 from schemas.messages import ContainerInfo, Create, Pause, Start, Unpause
 from schemas.values import parse_restart
@@ -82,6 +84,7 @@ class Reconciler:
     def __init__(
         self,
         parts: Parts,
+        scheduler: Scheduler,
         interval_s: float = DEFAULT_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -94,7 +97,9 @@ class Reconciler:
         self.interval_s = interval_s
         self._backoff = Backoff(clock)
         self._orphans = OrphanRemover(parts, self._backoff)
-        self._rescheduler = Rescheduler(parts.store, parts.registry, parts.events)
+        # The records read at the start of the current pass.
+        self._records: list[JobRecord] = []
+        self._rescheduler = Rescheduler(parts, scheduler, lambda: self._records)
         self._wall_clock = wall_clock
         # Job name -> Unix time at which the job's last command ended.
         self._acted_at: dict[str, float] = {}
@@ -111,7 +116,7 @@ class Reconciler:
             await asyncio.sleep(self.interval_s)
 
     async def reconcile_once(self) -> None:
-        records = await self._store.list()
+        records = self._records = await self._store.list()
         known = {record.name: record for record in records}
         for gone in self._acted_at.keys() - known.keys():
             del self._acted_at[gone]

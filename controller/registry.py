@@ -52,6 +52,9 @@ class NodeRecord:
     # during which the controller had no NATS connection.
     unseen_s: float = 0.0
     rtt_ms: float | None = None
+    # When the oldest ping still without a reply was sent, in Unix seconds;
+    # None when the last ping had its reply.
+    unanswered_since: float | None = None
     link_rate_bps: float | None = None
 
     @property
@@ -140,6 +143,7 @@ class NodeRegistry:
             return None
         record.state = NodeState.ONLINE
         record.down_since = record.planned_return = record.link_down_sent_at = None
+        record.unanswered_since = None
         record.unseen_s = 0.0
         return Transition(heartbeat.node, NodeState.ONLINE, "heartbeats resumed")
 
@@ -182,6 +186,13 @@ class NodeRegistry:
         record = self._nodes.get(name)
         if record is not None:
             record.rtt_ms = rtt_ms
+            record.unanswered_since = None
+
+    def ping_unanswered(self, name: str, sent_at: float) -> None:
+        """Note a ping sent at `sent_at` (registry clock) that had no reply."""
+        record = self._nodes.get(name)
+        if record is not None and record.unanswered_since is None:
+            record.unanswered_since = sent_at
 
     def record_rate(self, name: str, rate_bps: float) -> None:
         record = self._nodes.get(name)

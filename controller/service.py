@@ -19,12 +19,14 @@ from controller.events import EventPublisher
 from controller.locks import JobLocks
 from controller.parts import Parts
 from controller.pinger import DEFAULT_PING_INTERVAL_S, Pinger
+from controller.placement import PlacementConfig
 from controller.reconciler import DEFAULT_INTERVAL_S, Reconciler
 from controller.registry import (
     DEFAULT_MISSED_HEARTBEATS,
     NodeRegistry,
     Transition,
 )
+from controller.scheduler import Scheduler
 from controller.store import JobStore, bucket_for_prefix
 from schemas.messages import (
     Heartbeat,
@@ -63,6 +65,7 @@ class ControllerConfig:
     ping_interval_s: float = DEFAULT_PING_INTERVAL_S
     # None means the bucket of the prefix, see bucket_for_prefix.
     bucket: str | None = None
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
 
 
 class Controller:
@@ -129,10 +132,11 @@ class Controller:
         parts = Parts(store, self.registry, agents, self._events, JobLocks())
 
         await self._subscribe_node_messages(client)
-        self._api = Api(parts)
+        scheduler = Scheduler(self.registry, self.config.placement)
+        self._api = Api(parts, scheduler)
         with nats_errors("subscribe to the API subjects"):
             await self._api.serve(client, self.subjects)
-        reconciler = Reconciler(parts, self.config.reconcile_interval_s)
+        reconciler = Reconciler(parts, scheduler, self.config.reconcile_interval_s)
         pinger = Pinger(agents, self.registry, self.config.ping_interval_s)
         self._tasks = [
             asyncio.create_task(reconciler.run(), name="reconciler"),

@@ -50,6 +50,8 @@ class JobRecord(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields
     message: str = ""
     created_at: float = 0.0
     updated_at: float = 0.0
+    # The name the job was submitted under, for a copy of a job with a count.
+    group: str | None = None
 
     @property
     def name(self) -> str:
@@ -68,6 +70,7 @@ class JobRecord(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields
             created_at=self.created_at,
             updated_at=self.updated_at,
             stop_grace_s=self.spec.stop_grace_s(),
+            group=self.group,
         )
 
 

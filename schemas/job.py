@@ -66,26 +66,97 @@ class Healthcheck(_Spec):
             )
 
 
+Strategy = Literal["load", "binpack", "round-robin", "spread"]
+STRATEGIES: tuple[str, ...] = Strategy.__args__
+# The largest `count` a job may set.
+MAX_COUNT = 1000
+
+
 class Placement(_Spec):
+    """The nodes a job may run on, and how the controller picks among them.
+
+    `strategy` None means the controller's default. `spread_over` names the
+    node label whose values the spread strategy spreads copies over.
+    """
+
     node: str | None = None
     device_type: str | None = None
     labels: dict[str, str] = {}
+    strategy: Strategy | None = None
+    spread_over: str | None = None
 
     def __post_init__(self) -> None:
         if self.node is not None:
             _check(("node",), lambda node: check_name(node, "node name"), self.node)
+            if self.strategy is not None:
+                raise FieldError(
+                    ("strategy",),
+                    "a strategy has no effect on a job pinned with placement.node; "
+                    "remove one of them",
+                )
+        if self.strategy == "spread" and not self.spread_over:
+            raise FieldError(
+                ("spread_over",),
+                "the spread strategy needs spread_over: the node label to spread "
+                "copies over, such as zone",
+            )
+
+
+class MigrateWhen(_Spec):
+    """The link thresholds past which a job leaves a node that stays online.
+
+    The job moves when the round trip to its node stays above `rtt_above`, or
+    the node's link rate below `bandwidth_below`, for `for` seconds.
+    """
+
+    rtt_above: str | float | None = None
+    bandwidth_below: str | float | None = None
+    for_: str | float = msgspec.field(default="30s", name="for")
+
+    def __post_init__(self) -> None:
+        if self.rtt_above is None and self.bandwidth_below is None:
+            raise FieldError(
+                (),
+                "migrate_when needs rtt_above (a duration such as 10s), "
+                "bandwidth_below (a rate such as 1Mbit) or both",
+            )
+        if self.rtt_above is not None:
+            _check(("rtt_above",), _check_positive_duration, self.rtt_above)
+        if self.bandwidth_below is not None:
+            _check(
+                ("bandwidth_below",),
+                lambda rate: values.parse_rate(str(rate)),
+                self.bandwidth_below,
+            )
+        _check(("for",), values.parse_duration, self.for_)
+
+    def rtt_above_s(self) -> float | None:
+        if self.rtt_above is None:
+            return None
+        return values.parse_duration(self.rtt_above)
+
+    def bandwidth_below_bps(self) -> float | None:
+        if self.bandwidth_below is None:
+            return None
+        return values.parse_rate(str(self.bandwidth_below))
+
+    def for_s(self) -> float:
+        return values.parse_duration(self.for_)
 
 
 class JobSpec(_Spec):
     """A job: one container and where it may run.
 
     Field names and value syntaxes follow the Compose file format, so a
-    service from a compose.yaml carries over unchanged. One key is not
-    Compose's: `reschedule_after`, seconds or a duration such as "30s". When
+    service from a compose.yaml carries over unchanged. Three keys are not
+    Compose's. `reschedule_after`, seconds or a duration such as "30s": when
     the job's node has been offline or lost for longer than that, the
     controller moves a running job to another node that matches its
-    placement, and removes the old container when the old node returns. It is
-    off when absent, and a job pinned with `placement.node` cannot set it.
+    placement, and removes the old container when the old node returns.
+    `migrate_when` moves the job off an online node whose link degrades (see
+    MigrateWhen). Both are off when absent, and a job pinned with
+    `placement.node` cannot set them. `count` runs that many copies, named
+    NAME-0, NAME-1 and so on, each a job of its own.
     """
 
     name: str
@@ -117,6 +188,8 @@ class JobSpec(_Spec):
     stop_grace_period: str | None = None
     placement: Placement = msgspec.field(default_factory=Placement)
     reschedule_after: str | float | None = None
+    migrate_when: MigrateWhen | None = None
+    count: int = 1
 
     def __post_init__(self) -> None:
         _check(("name",), lambda name: check_name(name, "job name"), self.name)
@@ -129,6 +202,7 @@ class JobSpec(_Spec):
         _check(("restart",), values.parse_restart, self.restart)
         self._check_lists()
         self._check_limits()
+        self._check_moves()
 
     def _check_lists(self) -> None:
         for index, device in enumerate(self.devices):
@@ -160,16 +234,33 @@ class JobSpec(_Spec):
             _check(
                 ("stop_grace_period",), values.parse_duration, self.stop_grace_period
             )
+
+    def _check_moves(self) -> None:
         if self.reschedule_after is not None:
             _check(
                 ("reschedule_after",), _check_reschedule_after, self.reschedule_after
             )
-            if self.placement.node is not None:
+        for key in ("reschedule_after", "migrate_when"):
+            if getattr(self, key) is not None and self.placement.node is not None:
                 raise FieldError(
-                    ("reschedule_after",),
-                    "reschedule_after has no effect on a job pinned with "
-                    "placement.node; remove one of them",
+                    (key,),
+                    f"{key} has no effect on a job pinned with placement.node; "
+                    "remove one of them",
                 )
+        if not 1 <= self.count <= MAX_COUNT:
+            raise FieldError(
+                ("count",),
+                f"invalid count {self.count!r}: must be from 1 to {MAX_COUNT}",
+            )
+        if self.count > 1:
+            last = f"{self.name}-{self.count - 1}"
+            _check(("name",), lambda name: check_name(name, "copy name"), last)
+
+    def copy_names(self) -> list[str]:
+        """Return the job names of the copies: the name itself for one copy."""
+        if self.count == 1:
+            return [self.name]
+        return [f"{self.name}-{index}" for index in range(self.count)]
 
     def environment_dict(self) -> dict[str, str]:
         return values.key_value_pairs(self.environment, "environment")
@@ -204,6 +295,11 @@ class JobSpec(_Spec):
                 )
             pairs.append((host, address))
         return pairs
+
+
+def _check_positive_duration(value: str | float) -> None:
+    if values.parse_duration(value) <= 0:
+        raise ValueError(f"invalid duration {value!r}: must be greater than 0")
 
 
 def _check_reschedule_after(value: str | float) -> None:

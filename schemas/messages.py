@@ -306,6 +306,8 @@ class SubmitRequest(Message, forbid_unknown_fields=True):
     spec: JobSpec
     wait: bool = True
     timeout_s: float = 60.0
+    # Only explain where the job would go: store nothing, create nothing.
+    dry_run: bool = False
 
 
 class JobRequest(Message, forbid_unknown_fields=True):
@@ -337,6 +339,8 @@ class JobView(msgspec.Struct, kw_only=True, frozen=True):
     updated_at: float = 0.0
     # None means Docker's default grace of 10 s.
     stop_grace_s: float | None = None
+    # The job a copy belongs to, for a job submitted with a count above 1.
+    group: str | None = None
 
 
 class NodeView(msgspec.Struct, kw_only=True, frozen=True):
@@ -372,6 +376,28 @@ class NodeView(msgspec.Struct, kw_only=True, frozen=True):
     accelerators: list[Accelerator] = []
 
 
+class NodeVerdict(msgspec.Struct, kw_only=True, frozen=True):
+    """One node in a placement: why it was ruled out, or its score (0 to 1)."""
+
+    name: str
+    filtered: str | None = None
+    score: float | None = None
+
+
+class PlacementPlan(msgspec.Struct, kw_only=True, frozen=True):
+    """Where a submit places a job's copies, and why.
+
+    `chosen` holds one node per copy in `jobs`, None for a copy no node can
+    take. `nodes` holds the verdict on every registered node for the first
+    copy that no node can take, or for the first copy when all of them fit.
+    """
+
+    strategy: str
+    jobs: list[str]
+    chosen: list[str | None]
+    nodes: list[NodeVerdict]
+
+
 class ApiReply(Message, forbid_unknown_fields=False):
     ok: bool
     error: ErrorInfo | None = None
@@ -384,6 +410,8 @@ class ApiReply(Message, forbid_unknown_fields=False):
     logs: str | None = None
     # Set when a job's command waits for its node to come back: the node.
     node: NodeView | None = None
+    # Set in replies to a submit with dry_run.
+    plan: PlacementPlan | None = None
 
 
 command_decoder = msgspec.json.Decoder(AnyCommand)

@@ -83,7 +83,8 @@ class Fleet:
     agent: object = None
     runner: CliRunner = field(default_factory=CliRunner)
 
-    def start_controller(self) -> None:
+    def start_controller(self, *options: str) -> None:
+        """Start the controller with `options` added to its `serve` options."""
         self.controller = self.spawn(
             "controller",
             "--nats",
@@ -93,6 +94,7 @@ class Fleet:
             RECONCILE_INTERVAL_S,
             "--ping-interval",
             PING_INTERVAL_S,
+            *options,
             wait_for="controller ready",
         )
 

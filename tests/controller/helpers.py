@@ -26,6 +26,7 @@ def heartbeat(
     agent_started_at: float = 100.0,
     sent_at: float = 0.0,
     link_rate_bps: float | None = None,
+    cpu_count: int = 4,
 ) -> Heartbeat:
     containers = [container(f"job{index}", node) for index in range(running)]
     return Heartbeat(
@@ -36,6 +37,7 @@ def heartbeat(
         device_type=device_type,
         labels=labels or {},
         cpu_percent=cpu_percent,
+        cpu_count=cpu_count,
         containers=containers,
         agent_started_at=agent_started_at,
         link_rate_bps=link_rate_bps,

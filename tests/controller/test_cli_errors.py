@@ -53,8 +53,9 @@ def test_no_matching_node_rejected(fleet, unique_name):
 
     assert result.exit_code == ExitCode.UNAVAILABLE
     assert_one_line(result)
-    assert "no online node matches the placement" in result.stderr
-    assert "device_type 'ATLAS_I'" in result.stderr
+    assert f"no node can take job {name}" in result.stderr
+    assert "device_type rules out 1 node" in result.stderr
+    assert "not 'ATLAS_I'" in result.stderr
     assert_nothing_left(fleet, name)
 
 

@@ -1,32 +1,37 @@
+import msgspec
 import pytest
 
 from controller.errors import NodeOfflineError, NoMatchingNodeError, NotFoundError
+from controller.placement import PlacementConfig
 from controller.registry import NodeRegistry
-from controller.scheduler import place
-from schemas.job import Placement
+from controller.scheduler import Scheduler
+from controller.store import JobRecord
+from schemas.job import JobSpec
 from tests.controller.helpers import FakeClock, heartbeat
 
 
-def fleet(*heartbeats):
-    registry = NodeRegistry(clock=FakeClock())
+def spec(**fields) -> JobSpec:
+    return msgspec.convert({"name": "web", "image": "busybox", **fields}, JobSpec)
+
+
+def scheduler(*heartbeats, clock=None, strategy="load") -> Scheduler:
+    registry = NodeRegistry(missed=1, clock=clock or FakeClock())
     for beat in heartbeats:
         registry.observe(beat)
-    return registry.nodes()
+    return Scheduler(registry, PlacementConfig(strategy=strategy))
 
 
 def test_pinned_node_is_chosen():
-    nodes = fleet(heartbeat("a"), heartbeat("b", running=5))
+    chosen = scheduler(heartbeat("a"), heartbeat("b", running=5)).place(
+        spec(placement={"node": "b"}), []
+    )
 
-    node = place(Placement(node="b"), nodes)
-
-    assert node.name == "b"
+    assert chosen == ["b"]
 
 
 def test_pinned_unknown_node_not_found():
-    nodes = fleet(heartbeat("a"))
-
     with pytest.raises(NotFoundError) as caught:
-        place(Placement(node="x"), nodes)
+        scheduler(heartbeat("a")).place(spec(placement={"node": "x"}), [])
 
     assert "node 'x' is not registered" in str(caught.value)
     assert "controller nodes" in str(caught.value)
@@ -34,101 +39,76 @@ def test_pinned_unknown_node_not_found():
 
 def test_pinned_lost_node_rejected():
     clock = FakeClock()
-    registry = NodeRegistry(missed=1, clock=clock)
-    registry.observe(heartbeat("a"))
+    placing = scheduler(heartbeat("a"), clock=clock)
     clock.advance(10.0)
-    registry.sweep()
+    placing._registry.sweep()
 
     with pytest.raises(NodeOfflineError, match="node 'a' is lost"):
-        place(Placement(node="a"), registry.nodes())
+        placing.place(spec(placement={"node": "a"}), [])
 
 
-def test_fewest_running_containers_wins():
-    nodes = fleet(heartbeat("a", running=3), heartbeat("b", running=1))
-
-    node = place(Placement(), nodes)
-
-    assert node.name == "b"
-
-
-def test_lower_cpu_breaks_container_tie():
-    nodes = fleet(
-        heartbeat("a", running=1, cpu_percent=50.0),
-        heartbeat("b", running=1, cpu_percent=10.0),
-    )
-
-    node = place(Placement(), nodes)
-
-    assert node.name == "b"
-
-
-def test_name_breaks_full_tie():
-    nodes = fleet(heartbeat("b"), heartbeat("a"), heartbeat("c"))
-
-    node = place(Placement(), nodes)
-
-    assert node.name == "a"
-
-
-def test_device_type_filters_nodes():
-    nodes = fleet(heartbeat("a", device_type="X86"), heartbeat("b", device_type="RK"))
-
-    node = place(Placement(device_type="RK"), nodes)
-
-    assert node.name == "b"
-
-
-def test_all_labels_must_match():
-    nodes = fleet(
-        heartbeat("a", labels={"zone": "east"}),
-        heartbeat("b", labels={"zone": "east", "gpu": "yes"}, running=4),
-    )
-
-    node = place(Placement(labels={"zone": "east", "gpu": "yes"}), nodes)
-
-    assert node.name == "b"
-
-
-def test_offline_nodes_are_skipped():
-    clock = FakeClock()
-    registry = NodeRegistry(missed=1, clock=clock)
-    registry.observe(heartbeat("a"))
-    clock.advance(10.0)
-    registry.sweep()
-    registry.observe(heartbeat("b", running=9))
-
-    node = place(Placement(), registry.nodes())
-
-    assert node.name == "b"
-
-
-def test_empty_fleet_names_constraints():
+def test_empty_fleet_says_to_start_an_agent():
     with pytest.raises(NoMatchingNodeError) as caught:
-        place(Placement(), [])
+        scheduler().place(spec(), [])
 
     message = str(caught.value)
-    assert "no online node matches the placement" in message
-    assert "0 of 0 registered nodes are online" in message
+    assert "no node can take job web" in message
+    assert "no node is registered; start node-agent" in message
 
 
-def test_no_match_names_each_constraint():
-    nodes = fleet(heartbeat("a", device_type="X86"))
+def test_no_fit_counts_each_filter_with_an_example():
+    placing = scheduler(
+        heartbeat("a", device_type="X86"),
+        heartbeat("b", device_type="X86"),
+        heartbeat("c", device_type="RK3588", labels={"zone": "west"}),
+    )
+    job = spec(placement={"device_type": "RK3588", "labels": {"zone": "east"}})
 
     with pytest.raises(NoMatchingNodeError) as caught:
-        place(Placement(device_type="ATLAS_I", labels={"zone": "east"}), nodes)
+        placing.place(job, [])
 
     message = str(caught.value)
-    assert "device_type 'ATLAS_I'" in message
-    assert "label zone='east'" in message
-    assert "1 of 1 registered nodes are online" in message
+    assert (
+        "device_type rules out 2 nodes (a: device type 'X86', not 'RK3588')" in message
+    )
+    assert "labels rules out 1 node (c: label zone='west', not 'east')" in message
+    assert "controller submit --dry-run FILE" in message
 
 
-@pytest.mark.parametrize(
-    ("requested", "reported"), [("x86", "X86"), ("X86", "x86"), ("Atlas_I", "ATLAS_I")]
-)
-def test_device_type_ignores_case(requested, reported):
-    nodes = fleet(heartbeat("a", device_type=reported))
+def test_no_fit_of_a_later_copy_says_how_many_fit():
+    placing = scheduler(heartbeat("a", cpu_count=2))
 
-    node = place(Placement(device_type=requested), nodes)
+    with pytest.raises(NoMatchingNodeError) as caught:
+        placing.place(spec(count=3, cpus=1), [])
 
-    assert node.name == "a"
+    assert "(2 of 3 copies fit)" in str(caught.value)
+    assert "cpu_fit rules out 1 node" in str(caught.value)
+
+
+def test_copies_go_round_robin():
+    placing = scheduler(heartbeat("a"), heartbeat("b"), strategy="round-robin")
+
+    assert placing.place(spec(count=3), []) == ["a", "b", "a"]
+
+
+def test_own_records_do_not_count_against_a_job():
+    placing = scheduler(heartbeat("a", cpu_count=2))
+    own = JobRecord(spec=spec(cpus=2), desired="running", node="a")
+    other = JobRecord(spec=spec(name="db", cpus=2), desired="running", node="a")
+
+    assert placing.place(spec(cpus=2), [own]) == ["a"]
+    assert None in placing.plan(spec(cpus=2), [other]).chosen
+
+
+def test_plan_uses_the_group_for_spread():
+    placing = scheduler(
+        heartbeat("a", labels={"zone": "x"}),
+        heartbeat("b", labels={"zone": "y"}),
+        strategy="load",
+    )
+    sibling = JobRecord(
+        spec=spec(name="web-0"), desired="running", node="a", group="web"
+    )
+    job = spec(name="web-1", placement={"strategy": "spread", "spread_over": "zone"})
+
+    assert placing.place(job, [sibling], group="web") == ["b"]

@@ -306,3 +306,66 @@ def test_pinned_job_rejects_reschedule_after():
 
     with pytest.raises(JobFileError, match="has no effect on a job pinned"):
         load_job_text(text, "job.yaml")
+
+
+def test_placement_keys_and_count_load():
+    spec = load_job_text(
+        "name: web\nimage: b\ncount: 3\n"
+        "placement: {strategy: spread, spread_over: zone}\n"
+    )
+
+    assert spec.placement.strategy == "spread"
+    assert spec.copy_names() == ["web-0", "web-1", "web-2"]
+
+
+def test_one_copy_keeps_the_job_name():
+    assert load_job_text("name: web\nimage: b\n").copy_names() == ["web"]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("count: 0\n", "count: invalid count 0: must be from 1 to 1000"),
+        ("count: 1001\n", "invalid count 1001"),
+        ("placement: {strategy: random}\n", "Invalid enum value 'random'"),
+        ("placement: {strategy: spread}\n", "spread strategy needs spread_over"),
+        (
+            "placement: {node: n1, strategy: binpack}\n",
+            "strategy has no effect on a job pinned",
+        ),
+        ("migrate_when: {for: 5s}\n", "needs rtt_above"),
+        ("migrate_when: {rtt_above: 0s}\n", "must be greater than 0"),
+        ("migrate_when: {bandwidth_below: fast}\n", "invalid rate 'fast'"),
+        ("migrate_when: {rtt_above: 1s, for: later}\n", "invalid duration 'later'"),
+        (
+            "placement: {node: n1}\nmigrate_when: {rtt_above: 1s}\n",
+            "migrate_when has no effect on a job pinned",
+        ),
+    ],
+)
+def test_invalid_placement_keys_are_rejected(text, problem):
+    with pytest.raises(JobFileError) as caught:
+        load_job_text(f"name: web\nimage: b\n{text}", "job.yaml")
+
+    assert problem in str(caught.value)
+
+
+def test_copy_names_must_be_valid():
+    name = "w" * 62
+
+    with pytest.raises(JobFileError, match="invalid copy name"):
+        load_job_text(f"name: {name}\nimage: b\ncount: 10\n", "job.yaml")
+
+
+def test_migrate_when_reads_units():
+    spec = load_job_text(
+        "name: web\nimage: b\n"
+        "migrate_when: {rtt_above: 10s, bandwidth_below: 2Mbit, for: 1m}\n"
+    )
+
+    rule = spec.migrate_when
+    assert (rule.rtt_above_s(), rule.bandwidth_below_bps(), rule.for_s()) == (
+        10.0,
+        2e6,
+        60.0,
+    )
