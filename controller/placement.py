@@ -81,17 +81,40 @@ def claims_of(records: Iterable[JobRecord]) -> dict[str, Claims]:
 
 
 @dataclass(frozen=True)
+class Request:
+    """The parts of a job spec the filters compare, parsed once per decision."""
+
+    mem_bytes: int | None
+    host_ports: tuple[tuple[int, str], ...]
+    device_paths: tuple[str, ...]
+
+    @classmethod
+    def of(cls, spec: JobSpec) -> "Request":
+        return cls(
+            mem_bytes=None if spec.mem_limit is None else parse_size(spec.mem_limit),
+            host_ports=tuple(
+                (mapping.host_port, mapping.protocol)
+                for mapping in spec.port_mappings()
+                if mapping.host_port is not None
+            ),
+            device_paths=tuple(parse_device(entry).host_path for entry in spec.devices),
+        )
+
+
+@dataclass(frozen=True)
 class Context:
     """Inputs of a decision besides the node: the time, claims and job group.
 
     `now` is Unix seconds; `start_s` is how long a job takes to start, so a
-    node due to disconnect sooner is ruled out.
+    node due to disconnect sooner is ruled out. `request` is the job's
+    request, parsed from the spec the filters are given.
     """
 
     now: float
     start_s: float
     claims: Mapping[str, Claims]
     group: str
+    request: Request
 
     def claims_on(self, node: NodeRecord) -> Claims:
         return self.claims.get(node.name) or _NO_CLAIMS
@@ -141,8 +164,7 @@ def devices(spec: JobSpec, node: NodeRecord, context: Context) -> str | None:
     present = node.heartbeat.devices
     if present is None:
         return None
-    for entry in spec.devices:
-        path = parse_device(entry).host_path
+    for path in context.request.device_paths:
         if path not in present:
             return f"no device {path}"
     return None
@@ -158,9 +180,9 @@ def cpu_fit(spec: JobSpec, node: NodeRecord, context: Context) -> str | None:
 
 
 def memory_fit(spec: JobSpec, node: NodeRecord, context: Context) -> str | None:
-    if spec.mem_limit is None:
+    requested = context.request.mem_bytes
+    if requested is None:
         return None
-    requested = parse_size(spec.mem_limit)
     free = free_memory(node, context.claims_on(node))
     if free < requested:
         return (
@@ -171,19 +193,19 @@ def memory_fit(spec: JobSpec, node: NodeRecord, context: Context) -> str | None:
 
 
 def ports_free(spec: JobSpec, node: NodeRecord, context: Context) -> str | None:
+    wanted = context.request.host_ports
+    if not wanted:
+        return None
     in_use = {
         (port.host_port, port.protocol): info.job
         for info in node.heartbeat.containers
         for port in info.ports
     }
     in_use |= context.claims_on(node).ports
-    for mapping in spec.port_mappings():
-        key = (mapping.host_port, mapping.protocol)
-        owner = in_use.get(key)
+    for port, protocol in wanted:
+        owner = in_use.get((port, protocol))
         if owner is not None and owner != spec.name:
-            return (
-                f"host port {mapping.host_port}/{mapping.protocol} is taken by {owner}"
-            )
+            return f"host port {port}/{protocol} is taken by {owner}"
     return None
 
 
@@ -356,7 +378,11 @@ class Placer:
         last one committed.
         """
         context = Context(
-            self.clock(), self.config.start_s(), claims or {}, group or spec.name
+            self.clock(),
+            self.config.start_s(),
+            claims or {},
+            group or spec.name,
+            Request.of(spec),
         )
         verdicts: list[NodeVerdict] = []
         passed: list[tuple[NodeRecord, float]] = []

@@ -8,6 +8,7 @@ from controller.placement import (
     Context,
     PlacementConfig,
     Placer,
+    Request,
     accelerator_score,
     claims_of,
     cpu_fit,
@@ -86,11 +87,11 @@ def node(
     return record
 
 
-CONTEXT = Context(now=NOW, start_s=10.0, claims={}, group="web")
+NO_CLAIMS: dict[str, Claims] = {}
 
 
-def claimed(**claims: Claims) -> Context:
-    return Context(now=NOW, start_s=10.0, claims=claims, group="web")
+def claimed(**claims: Claims) -> dict[str, Claims]:
+    return claims
 
 
 def claim(job: JobSpec) -> Claims:
@@ -103,39 +104,41 @@ SLOW = {"migrate_when": {"rtt_above": "10s", "bandwidth_below": "1Mbit"}}
 
 
 @pytest.mark.parametrize(
-    ("check", "job", "record", "context", "reason"),
+    ("check", "job", "record", "claims", "reason"),
     [
-        (pinned, spec(placement={"node": "a"}), node("a"), CONTEXT, None),
-        (pinned, spec(placement={"node": "b"}), node("a"), CONTEXT, "pinned to node b"),
-        (online, spec(), node("a"), CONTEXT, None),
-        (online, spec(), node("a", NodeState.LOST), CONTEXT, "node is lost"),
-        (online, spec(), node("a", next_disconnect_at=NOW + 5), CONTEXT, "disconnects in 5.0 s"),
-        (online, spec(), node("a", next_disconnect_at=NOW + 60), CONTEXT, None),
-        (device_type, spec(placement={"device_type": "atlas_i"}), node("a", device_type="ATLAS_I"), CONTEXT, None),
-        (device_type, spec(placement={"device_type": "RK3588"}), node("a"), CONTEXT, "device type 'X86', not 'RK3588'"),
-        (labels, spec(placement={"labels": {"site": "lab"}}), node("a", labels={"site": "lab"}), CONTEXT, None),
-        (labels, spec(placement={"labels": {"site": "lab"}}), node("a"), CONTEXT, "label site=None, not 'lab'"),
-        (devices, spec(devices=["/dev/davinci0"]), node("a", device_paths=["/dev/davinci0"]), CONTEXT, None),
-        (devices, spec(devices=["/dev/davinci0:/dev/npu"]), node("a", device_paths=["/dev/null"]), CONTEXT, "no device /dev/davinci0"),
-        (devices, spec(devices=["/dev/davinci0"]), node("a"), CONTEXT, None),
-        (cpu_fit, spec(), node("a", reserved_cpus=4.0), CONTEXT, None),
-        (cpu_fit, spec(cpus=2), node("a", cpu_percent=95.0), CONTEXT, None),
-        (cpu_fit, spec(cpus=2), node("a", reserved_cpus=3.0), CONTEXT, "1.00 CPUs unreserved, the job asks for 2"),
+        (pinned, spec(placement={"node": "a"}), node("a"), NO_CLAIMS, None),
+        (pinned, spec(placement={"node": "b"}), node("a"), NO_CLAIMS, "pinned to node b"),
+        (online, spec(), node("a"), NO_CLAIMS, None),
+        (online, spec(), node("a", NodeState.LOST), NO_CLAIMS, "node is lost"),
+        (online, spec(), node("a", next_disconnect_at=NOW + 5), NO_CLAIMS, "disconnects in 5.0 s"),
+        (online, spec(), node("a", next_disconnect_at=NOW + 60), NO_CLAIMS, None),
+        (device_type, spec(placement={"device_type": "atlas_i"}), node("a", device_type="ATLAS_I"), NO_CLAIMS, None),
+        (device_type, spec(placement={"device_type": "RK3588"}), node("a"), NO_CLAIMS, "device type 'X86', not 'RK3588'"),
+        (labels, spec(placement={"labels": {"site": "lab"}}), node("a", labels={"site": "lab"}), NO_CLAIMS, None),
+        (labels, spec(placement={"labels": {"site": "lab"}}), node("a"), NO_CLAIMS, "label site=None, not 'lab'"),
+        (devices, spec(devices=["/dev/davinci0"]), node("a", device_paths=["/dev/davinci0"]), NO_CLAIMS, None),
+        (devices, spec(devices=["/dev/davinci0:/dev/npu"]), node("a", device_paths=["/dev/null"]), NO_CLAIMS, "no device /dev/davinci0"),
+        (devices, spec(devices=["/dev/davinci0"]), node("a"), NO_CLAIMS, None),
+        (cpu_fit, spec(), node("a", reserved_cpus=4.0), NO_CLAIMS, None),
+        (cpu_fit, spec(cpus=2), node("a", cpu_percent=95.0), NO_CLAIMS, None),
+        (cpu_fit, spec(cpus=2), node("a", reserved_cpus=3.0), NO_CLAIMS, "1.00 CPUs unreserved, the job asks for 2"),
         (cpu_fit, spec(cpus=2), node("a", reserved_cpus=1.0), claimed(a=claim(spec(name="db", cpus=3))), "1.00 CPUs unreserved"),
         (memory_fit, spec(mem_limit="1g"), node("a"), claimed(a=claim(spec(name="db", mem_limit="6g"))), None),
         (memory_fit, spec(mem_limit="4g"), node("a"), claimed(a=claim(spec(name="db", mem_limit="6g"))), "2048 MiB of memory unreserved, the job asks for 4096 MiB"),
-        (ports_free, spec(ports=["127.0.0.1:8080:80"]), node("a", ports=(9090,)), CONTEXT, None),
-        (ports_free, spec(ports=["127.0.0.1:8080:80"]), node("a", ports=(8080,)), CONTEXT, "host port 8080/tcp is taken by other"),
+        (ports_free, spec(ports=["127.0.0.1:8080:80"]), node("a", ports=(9090,)), NO_CLAIMS, None),
+        (ports_free, spec(ports=["127.0.0.1:8080:80"]), node("a", ports=(8080,)), NO_CLAIMS, "host port 8080/tcp is taken by other"),
         (ports_free, spec(ports=["8080:80"]), node("a"), claimed(a=claim(spec(name="db", ports=["8080:80"]))), "taken by db"),
         (ports_free, spec(ports=["8080:80"]), node("a"), claimed(a=claim(spec(ports=["8080:80"]))), None),
-        (link, spec(), node("a", link_rate_bps=1e3, rtt_ms=60e3), CONTEXT, None),
-        (link, spec(**SLOW), node("a", link_rate_bps=5e6, rtt_ms=40.0), CONTEXT, None),
-        (link, spec(**SLOW), node("a", link_rate_bps=5e5), CONTEXT, "link rate 0.5 Mbit/s, below 1 Mbit/s"),
-        (link, spec(**SLOW), node("a", rtt_ms=12e3), CONTEXT, "round trip 12.0 s, above 10 s"),
-        (link, spec(**SLOW), node("a", rtt_ms=40.0, unanswered_since=NOW - 15), CONTEXT, "round trip 15.0 s"),
+        (link, spec(), node("a", link_rate_bps=1e3, rtt_ms=60e3), NO_CLAIMS, None),
+        (link, spec(**SLOW), node("a", link_rate_bps=5e6, rtt_ms=40.0), NO_CLAIMS, None),
+        (link, spec(**SLOW), node("a", link_rate_bps=5e5), NO_CLAIMS, "link rate 0.5 Mbit/s, below 1 Mbit/s"),
+        (link, spec(**SLOW), node("a", rtt_ms=12e3), NO_CLAIMS, "round trip 12.0 s, above 10 s"),
+        (link, spec(**SLOW), node("a", rtt_ms=40.0, unanswered_since=NOW - 15), NO_CLAIMS, "round trip 15.0 s"),
     ],
 )  # fmt: skip
-def test_filter_table(check, job, record, context, reason):
+def test_filter_table(check, job, record, claims, reason):
+    context = Context(NOW, 10.0, claims, job.name, Request.of(job))
+
     result = check(job, record, context)
 
     if reason is None:
