@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import msgspec
 from nats.aio.client import Client
@@ -35,6 +36,7 @@ from node_agent.bandwidth import (
     RatePlan,
     describe_rate,
 )
+from node_agent.devices import DEV_ROOT
 from node_agent.driver import DEFAULT_CLIENT_TIMEOUT_S, DockerDriver
 from node_agent.errors import AgentError
 from node_agent.events import EventForwarder
@@ -100,6 +102,9 @@ class AgentSettings:
     # The link rate over time; None sends and receives unshaped.
     bandwidth: RatePlan | None = None
     burst_bytes: int = DEFAULT_BURST_BYTES
+    # The folder heartbeats read the node's device paths from. An agent in a
+    # container reads the host's /dev where it is mounted.
+    dev_root: Path = DEV_ROOT
 
 
 class Agent:
@@ -152,11 +157,13 @@ class Agent:
             settings.heartbeat_interval_s,
             online=lambda: self.online,
             link=self._link_fields,
+            dev_root=settings.dev_root,
         )
         self._events = EventForwarder(
             self.driver,
             self._publish_event,
             self.subjects.node_evt(self.node, "container"),
+            observe=self._heartbeats.observe,
         )
 
     async def __aenter__(self) -> "Agent":

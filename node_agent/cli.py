@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import sys
+from pathlib import Path
 
 import click
 
@@ -25,6 +26,7 @@ from node_agent.bandwidth import (
     describe_rate,
 )
 from node_agent.collectors import AUTO_DEVICE_TYPE, detect_device_type
+from node_agent.devices import DEV_ROOT
 from node_agent.errors import AgentError
 from node_agent.link import (
     DEFAULT_DISCONNECT_S,
@@ -212,6 +214,15 @@ RATE_UNITS_HELP = (
     help="Docker Engine URL (environment DOCKER_HOST). Default: the local Unix socket.",
 )
 @click.option(
+    "--dev-root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    metavar="DIR",
+    default=DEV_ROOT,
+    show_default=True,
+    help="Folder the agent lists device nodes from. Heartbeats report them as "
+    "/dev paths, so an agent in a container reads the host's /dev mounted at DIR.",
+)
+@click.option(
     "--prefix",
     metavar="TOKEN",
     default=DEFAULT_PREFIX,
@@ -351,6 +362,7 @@ def main(
     labels: dict[str, str],
     heartbeat_s: float,
     docker_host: str | None,
+    dev_root: Path,
     prefix: str,
     disconnect_s: float,
     reconnect_s: float,
@@ -393,6 +405,7 @@ def main(
             url=nats_url, creds_file=creds, user=user, password=password, token=token
         ),
         docker_host=docker_host,
+        dev_root=dev_root,
         link=LinkSettings(
             disconnect_s=disconnect_s,
             reconnect_s=reconnect_s,

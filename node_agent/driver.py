@@ -19,6 +19,7 @@ import msgspec
 from node_agent import inventory
 from node_agent.docker_errors import SETUP_HINT, translated
 from node_agent.errors import AgentError
+from node_agent.reservations import Limits, limits_from_host_config
 from node_agent.translate import JOB_LABEL, NODE_LABEL, create_body
 from schemas.job import JobSpec
 from schemas.messages import ContainerInfo
@@ -124,6 +125,20 @@ class DockerDriver:
             summaries = self.api.containers(all=True, filters=filters)
 
         return [inventory.from_summary(summary) for summary in summaries]
+
+    def container_limits(self, container_id: str) -> Limits | None:
+        """Return a container's CPU and memory limits, or None if it was removed.
+
+        The list payload of `list_containers` carries no limits, so this
+        costs one inspect.
+        """
+        with translated(f"reading the limits of container {container_id[:12]}"):
+            try:
+                attrs = self.api.inspect_container(container_id)
+            except docker.errors.NotFound:
+                return None
+
+        return limits_from_host_config(attrs.get("HostConfig") or {})
 
     def logs(self, job: str, tail: int) -> str:
         """Return the last `tail` lines of stdout and stderr, decoded as UTF-8."""

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from node_agent.driver import DockerDriver
@@ -29,14 +30,22 @@ class EventForwarder:
     When the stream ends without `close()` (the engine restarted), the
     forwarder reopens it after REOPEN_DELAY_S from the second of the last
     event it saw. No event in between is lost, but events of that second
-    can arrive twice.
+    can arrive twice. `observe` sees each event before it is published,
+    also while the link is offline.
     """
 
-    def __init__(self, driver: DockerDriver, publish: Publish, subject: str) -> None:
+    def __init__(
+        self,
+        driver: DockerDriver,
+        publish: Publish,
+        subject: str,
+        observe: Callable[[ContainerEvent], None] = lambda event: None,
+    ) -> None:
         self.driver = driver
         self.node = driver.node
         self.subject = subject
         self._publish = publish
+        self._observe = observe
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._stream = None
         self._closing = False
@@ -108,6 +117,7 @@ class EventForwarder:
     async def _forward(self, event: dict[str, Any]) -> None:
         message = container_event(self.node, event)
         self._last_time_s = int(message.time)
+        self._observe(message)
         await self._publish(self.subject, encode(message))
         logger.debug(
             "node %s forwarded event %s of job %s",

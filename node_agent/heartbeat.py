@@ -5,13 +5,26 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import NamedTuple
 
 from node_agent.collectors import select_collectors
+from node_agent.devices import DEV_ROOT, list_devices
 from node_agent.driver import DockerDriver
 from node_agent.errors import AgentError
+from node_agent.reservations import (
+    LIMITS_CHANGED_ACTION,
+    Limits,
+    ReservationTracker,
+)
 from node_agent.telemetry import Telemetry, TelemetrySampler
-from schemas.messages import Accelerator, ContainerInfo, Heartbeat, encode
+from schemas.messages import (
+    Accelerator,
+    ContainerEvent,
+    ContainerInfo,
+    Heartbeat,
+    encode,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -27,16 +40,48 @@ class LinkFields(NamedTuple):
     next_disconnect_at: float | None = None
 
 
+class OutageLog:
+    """Log the first failure of a run of failures as a warning, and its end.
+
+    Both formats take the node as their first argument.
+    """
+
+    def __init__(self, warning: str, recovery: str) -> None:
+        self._warning = warning
+        self._recovery = recovery
+        self._failing = False
+
+    def failed(self, node: str, *details: object) -> None:
+        if not self._failing:
+            logger.warning(self._warning, node, *details)
+        self._failing = True
+
+    def succeeded(self, node: str) -> None:
+        if self._failing:
+            logger.info(self._recovery, node)
+        self._failing = False
+
+
+class NodeSample(NamedTuple):
+    """Readings of the node outside Docker: telemetry, accelerators, devices."""
+
+    telemetry: Telemetry
+    accelerators: list[Accelerator]
+    # None when the device folder cannot be read.
+    devices: list[str] | None
+
+
 class HeartbeatPublisher:
     """Publish one Heartbeat every `interval_s` seconds with an increasing `seq`.
 
     Heartbeats are sent only while `online()` is true, so the sequence goes on
     without a gap after an offline window; `kick()` sends one at once and
-    starts the schedule again from it. The container list, and the telemetry
-    with its vendor tools, are read at the same time in worker threads. When
-    Docker cannot be read, the heartbeat carries the last inventory that
+    starts the schedule again from it. The container list with the limits
+    of its containers, and the telemetry with its vendor tools and device
+    paths, are read at the same time in worker threads. When Docker cannot
+    be read, the heartbeat carries the last inventory and reservation that
     could be read, so the node stays online while its engine is briefly
-    unreachable.
+    unreachable. `dev_root` is the folder the device paths are read from.
     """
 
     def __init__(
@@ -49,6 +94,7 @@ class HeartbeatPublisher:
         interval_s: float,
         online: Callable[[], bool] = lambda: True,
         link: Callable[[], LinkFields] = LinkFields,
+        dev_root: Path = DEV_ROOT,
     ) -> None:
         self.driver = driver
         self.node = driver.node
@@ -64,8 +110,19 @@ class HeartbeatPublisher:
         self._wake = asyncio.Event()
         self._sampler = TelemetrySampler()
         self._collectors = select_collectors(device_type, self.node)
+        self._dev_root = dev_root
+        self._devices_outage = OutageLog(
+            "node %s heartbeats carry no device paths until the device folder "
+            "can be read (check --dev-root): %s",
+            "node %s reads its device paths again",
+        )
+        self._reservations = ReservationTracker(driver.container_limits)
         self._inventory: list[ContainerInfo] = []
-        self._inventory_failing = False
+        self._reserved = Limits()
+        self._inventory_outage = OutageLog(
+            "node %s heartbeats carry the last known inventory: %s",
+            "node %s reads its container inventory again",
+        )
         self._stop_requested = asyncio.Event()
 
     async def run(self) -> None:
@@ -95,6 +152,11 @@ class HeartbeatPublisher:
         self._stop_requested.set()
         self._wake.set()
 
+    def observe(self, event: ContainerEvent) -> None:
+        """Mark a container's limits for a new inspect after `docker update`."""
+        if event.action == LIMITS_CHANGED_ACTION:
+            self._reservations.forget(event.container_id)
+
     async def publish_one(self) -> Heartbeat:
         """Build and send a heartbeat; `seq` counts only the ones sent."""
         heartbeat = await self.build()
@@ -105,7 +167,7 @@ class HeartbeatPublisher:
         return heartbeat
 
     async def build(self) -> Heartbeat:
-        containers, (telemetry, accelerators) = await asyncio.gather(
+        (containers, reserved), sample = await asyncio.gather(
             self._read_inventory(), asyncio.to_thread(self._sample)
         )
 
@@ -116,36 +178,54 @@ class HeartbeatPublisher:
             interval_s=self.interval_s,
             device_type=self.device_type,
             labels=self.labels,
+            reserved_cpus=reserved.cpus,
+            reserved_mem_bytes=reserved.mem_bytes,
             containers=containers,
-            accelerators=accelerators,
+            accelerators=sample.accelerators,
+            devices=sample.devices,
             agent_started_at=self.started_at,
-            **telemetry._asdict(),
+            **sample.telemetry._asdict(),
             **self._link()._asdict(),
         )
 
-    def _sample(self) -> tuple[Telemetry, list[Accelerator]]:
+    def _sample(self) -> NodeSample:
         accelerators = [
             accelerator
             for collector in self._collectors
             for accelerator in collector.collect()
         ]
 
-        return self._sampler.sample(), accelerators
+        return NodeSample(self._sampler.sample(), accelerators, self._list_devices())
 
-    async def _read_inventory(self) -> list[ContainerInfo]:
+    def _list_devices(self) -> list[str] | None:
         try:
-            self._inventory = await asyncio.to_thread(self.driver.list_containers)
-        except AgentError as exc:
-            if not self._inventory_failing:
-                logger.warning(
-                    "node %s heartbeats carry the last known inventory: %s",
-                    self.node,
-                    exc.message,
-                )
-            self._inventory_failing = True
-            return self._inventory
-        if self._inventory_failing:
-            logger.info("node %s reads its container inventory again", self.node)
-        self._inventory_failing = False
+            devices = list_devices(self._dev_root)
+        except OSError as exc:
+            self._devices_outage.failed(self.node, exc)
+            return None
+        self._devices_outage.succeeded(self.node)
 
-        return self._inventory
+        return devices
+
+    async def _read_inventory(self) -> tuple[list[ContainerInfo], Limits]:
+        try:
+            self._inventory, self._reserved = await asyncio.to_thread(
+                self._list_and_reserve
+            )
+        except AgentError as exc:
+            self._inventory_outage.failed(self.node, exc.message)
+            return self._inventory, self._reserved
+        self._inventory_outage.succeeded(self.node)
+
+        return self._inventory, self._reserved
+
+    def _list_and_reserve(self) -> tuple[list[ContainerInfo], Limits]:
+        """List the containers and sum the limits of those that reserve them.
+
+        The sum comes from this list, so it matches the heartbeat's
+        inventory. Only containers whose limits are not cached cost an
+        inspect.
+        """
+        containers = self.driver.list_containers()
+
+        return containers, self._reservations.reserved(containers)

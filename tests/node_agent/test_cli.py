@@ -49,6 +49,7 @@ def test_default_node_id_is_valid_name():
         (["--reconnect", "-1"], "-1.0 is not in the range x>=0"),
         (["--reconnect-max-wait", "0"], "must be greater than 0 seconds"),
         (["--disconnect-mode", "polite"], "'polite' is not one of"),
+        (["--dev-root", "/no/such/dev"], "'/no/such/dev' does not exist"),
     ],
 )
 def test_invalid_option_rejected(args, message):
