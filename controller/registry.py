@@ -81,6 +81,7 @@ class NodeRecord:
             planned_return=self.planned_return,
             rtt_ms=self.rtt_ms,
             link_rate_bps=self.link_rate_bps,
+            broker_rtt_ms=heartbeat.broker_rtt_ms,
             connected_since=heartbeat.connected_since,
             next_disconnect_at=heartbeat.next_disconnect_at,
             load_avg=heartbeat.load_avg,

@@ -36,6 +36,7 @@ from node_agent.bandwidth import (
     RatePlan,
     describe_rate,
 )
+from node_agent.broker_rtt import BrokerRtt
 from node_agent.devices import DEV_ROOT
 from node_agent.driver import DEFAULT_CLIENT_TIMEOUT_S, DockerDriver
 from node_agent.errors import AgentError
@@ -148,6 +149,9 @@ class Agent:
             if settings.bandwidth is not None
             else None
         )
+        self._broker_rtt = BrokerRtt(
+            lambda: self._client, self.shaper, settings.heartbeat_interval_s
+        )
         self._heartbeats = HeartbeatPublisher(
             self.driver,
             self._publish,
@@ -205,7 +209,8 @@ class Agent:
             asyncio.create_task(self._events.run(), name=f"events-{self.node}"),
         ]
         self._link_tasks = [
-            asyncio.create_task(self._run_link(), name=f"link-{self.node}")
+            asyncio.create_task(self._run_link(), name=f"link-{self.node}"),
+            asyncio.create_task(self._broker_rtt.run(), name=f"broker-rtt-{self.node}"),
         ]
         if self.shaper is not None:
             self._link_tasks.append(
@@ -442,6 +447,7 @@ class Agent:
     def _link_fields(self) -> LinkFields:
         return LinkFields(
             link_rate_bps=self._link_rate(),
+            broker_rtt_ms=self._broker_rtt.last_ms,
             connected_since=self.connected_since,
             next_disconnect_at=self.next_disconnect_at,
         )

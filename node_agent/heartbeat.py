@@ -36,6 +36,7 @@ class LinkFields(NamedTuple):
     """The link state a heartbeat carries; see Heartbeat in schemas.messages."""
 
     link_rate_bps: float | None = None
+    broker_rtt_ms: float | None = None
     connected_since: float | None = None
     next_disconnect_at: float | None = None
 

@@ -219,9 +219,12 @@ class Heartbeat(Message):
     containers: list[ContainerInfo] = []
     agent_started_at: float = 0.0
     # The link: its shaped rate in bits per second (None when not shaped),
-    # when the current connection started and when the next planned
-    # disconnect is due (None when disconnect cycles are off), in Unix seconds.
+    # the round trip to the NATS server through it in ms (None before the
+    # first measurement), when the current connection started and when the
+    # next planned disconnect is due (None when disconnect cycles are off),
+    # in Unix seconds.
     link_rate_bps: float | None = None
+    broker_rtt_ms: float | None = None
     connected_since: float | None = None
     next_disconnect_at: float | None = None
 
@@ -364,6 +367,8 @@ class NodeView(msgspec.Struct, kw_only=True, frozen=True):
     # reports it; None when not measured or not shaped.
     rtt_ms: float | None = None
     link_rate_bps: float | None = None
+    # The round trip from the agent to the NATS server, from its heartbeat.
+    broker_rtt_ms: float | None = None
     connected_since: float | None = None
     next_disconnect_at: float | None = None
     # From the node's last heartbeat: load average over 1, 5 and 15 minutes,

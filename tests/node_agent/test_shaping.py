@@ -149,3 +149,18 @@ async def test_probe_reply_size_out_of_range_is_invalid(agent, nats_client):
     assert reply.ok is False
     assert reply.error.code == "invalid"
     assert "probe reply size -1 is out of range" in reply.error.message
+
+
+async def test_heartbeats_carry_the_broker_round_trip(shaped_agent, nats_client):
+    beats = await nats_client.subscribe(Subjects().all_heartbeats)
+    agent = await shaped_agent(FixedRate(20 * MBIT))
+
+    measured = None
+    for _ in range(10):
+        beat = heartbeat_decoder.decode((await beats.next_msg(timeout=10)).data)
+        if beat.node == agent.node and beat.broker_rtt_ms is not None:
+            measured = beat.broker_rtt_ms
+            break
+
+    assert measured is not None
+    assert measured > 0.0
