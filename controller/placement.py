@@ -424,16 +424,11 @@ class Placer:
         group = group or spec.name
         candidates = [node for node in nodes if node.name not in exclude]
         claims = claims_of(records)
-        names = spec.copy_names()
+        copies = spec.copies()
         chosen: list[str | None] = []
         explained: list[NodeVerdict] | None = None
         after = self.last_chosen
-        for name in names:
-            copy = (
-                spec
-                if name == spec.name
-                else msgspec.structs.replace(spec, name=name, count=1)
-            )
+        for copy in copies:
             node, verdicts = self.rank(copy, candidates, claims, group, after)
             if explained is None or (node is None and None not in chosen):
                 explained = verdicts
@@ -443,7 +438,7 @@ class Placer:
                 after = node.name
         return PlacementPlan(
             strategy=self.strategy_of(spec),
-            jobs=names,
+            jobs=[copy.name for copy in copies],
             chosen=chosen,
             nodes=explained or [],
         )

@@ -8,8 +8,6 @@ submitted before it down with it.
 import contextlib
 import logging
 
-import msgspec
-
 from controller.errors import CommandTimeoutError, ControllerError, NotFoundError
 from controller.parts import Parts
 from controller.scheduler import Scheduler
@@ -18,15 +16,6 @@ from schemas.job import JobSpec
 from schemas.messages import ApiReply, Create, SubmitRequest
 
 logger = logging.getLogger(__name__)
-
-
-def copies_of(spec: JobSpec) -> list[JobSpec]:
-    """Return the spec of each copy: the spec itself for a job without a count."""
-    if spec.count == 1:
-        return [spec]
-    return [
-        msgspec.structs.replace(spec, name=name, count=1) for name in spec.copy_names()
-    ]
 
 
 class Submitter:
@@ -49,7 +38,7 @@ class Submitter:
         group = spec.name if spec.count > 1 else None
         submitted: list[JobRecord] = []
         try:
-            for copy, node in zip(copies_of(spec), nodes, strict=True):
+            for copy, node in zip(spec.copies(), nodes, strict=True):
                 submitted.append(await self._submit_one(request, copy, node, group))
         except ControllerError:
             await self._undo(submitted)

@@ -262,6 +262,15 @@ class JobSpec(_Spec):
             return [self.name]
         return [f"{self.name}-{index}" for index in range(self.count)]
 
+    def copies(self) -> list["JobSpec"]:
+        """Return the spec of each copy, named by `copy_names`: itself for one copy."""
+        if self.count == 1:
+            return [self]
+        return [
+            msgspec.structs.replace(self, name=name, count=1)
+            for name in self.copy_names()
+        ]
+
     def environment_dict(self) -> dict[str, str]:
         return values.key_value_pairs(self.environment, "environment")
 
