@@ -120,6 +120,7 @@ class Reconciler:
         known = {record.name: record for record in records}
         for gone in self._acted_at.keys() - known.keys():
             del self._acted_at[gone]
+        self._rescheduler.keep_only(set(known))
         strays = self._orphans.strays(known)
         await asyncio.gather(
             *(self._reconcile_job(record) for record in records),

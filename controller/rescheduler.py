@@ -56,10 +56,21 @@ def move_target(
     old = overdue_node(record, registry)
     if old is None:
         return None
+    return place_elsewhere(record, scheduler, records, {old.name})[0]
+
+
+def place_elsewhere(
+    record: JobRecord,
+    scheduler: Scheduler,
+    records: list[JobRecord],
+    exclude: set[str],
+) -> tuple[str | None, str]:
+    """Return the node a moving job goes to, or None and the reason none fits."""
     try:
-        return scheduler.place(record.spec, records, {old.name}, record.group)[0]
-    except ControllerError:
-        return None
+        nodes = scheduler.place(record.spec, records, exclude, record.group)
+    except ControllerError as exc:
+        return None, str(exc)
+    return nodes[0], ""
 
 
 class LinkWatch:
@@ -72,7 +83,7 @@ class LinkWatch:
 
     def due(self, record: JobRecord) -> tuple[NodeRecord, str] | None:
         """Return the node and the trouble if it has lasted the job's `for`."""
-        node = self._node_in_trouble(record)
+        node = self._watched_node(record)
         if node is None:
             self._since.pop(record.name, None)
             return None
@@ -93,7 +104,12 @@ class LinkWatch:
     def forget(self, job: str) -> None:
         self._since.pop(job, None)
 
-    def _node_in_trouble(self, record: JobRecord) -> NodeRecord | None:
+    def keep_only(self, jobs: set[str]) -> None:
+        """Drop what is tracked for jobs not in `jobs`, such as removed ones."""
+        for gone in self._since.keys() - jobs:
+            del self._since[gone]
+
+    def _watched_node(self, record: JobRecord) -> NodeRecord | None:
         if record.spec.migrate_when is None or record.desired != "running":
             return None
         node = self._registry.get(record.node) if record.node else None
@@ -122,15 +138,10 @@ class Rescheduler:
         # Due jobs without a node to move to, logged once each.
         self._stuck: set[str] = set()
 
-    def _target(self, record: JobRecord, exclude: set[str]) -> tuple[str | None, str]:
-        """Return the node the job would move to, or None, and why not."""
-        try:
-            nodes = self._scheduler.place(
-                record.spec, self._list_records(), exclude, record.group
-            )
-        except ControllerError as exc:
-            return None, str(exc)
-        return nodes[0], ""
+    def keep_only(self, jobs: set[str]) -> None:
+        """Drop what is tracked for jobs not in `jobs`, such as removed ones."""
+        self._links.keep_only(jobs)
+        self._stuck &= jobs
 
     async def move_if_due(self, record: JobRecord) -> bool:
         """Move the job if it is due; return True if it moved.
@@ -157,7 +168,9 @@ class Rescheduler:
         exclude: set[str],
         remove: bool,
     ) -> bool:
-        target, why_not = self._target(record, exclude)
+        target, why_not = place_elsewhere(
+            record, self._scheduler, self._list_records(), exclude
+        )
         if target is None:
             self._log_stuck(record, old, reason, why_not)
             return False

@@ -93,3 +93,12 @@ def test_unshaped_link_without_pings_is_fine():
     clock.advance(60.0)
 
     assert links.due(record()) is None
+
+
+def test_removed_jobs_are_forgotten():
+    links, _, clock = watch(rate_bps=1e5)
+    links.due(record())
+    clock.advance(10.0)
+    links.keep_only(set())
+
+    assert links.due(record()) is None
