@@ -331,11 +331,14 @@ def _placement_config(path: str | None, strategy: str | None) -> PlacementConfig
     """Return the config file's placement section with --strategy applied."""
     try:
         placement = load_config_file(path).placement if path else PlacementConfig()
-        if strategy is not None:
-            placement = msgspec.structs.replace(placement, strategy=strategy)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--config/--strategy") from None
-    return placement
+        raise click.BadParameter(str(exc), param_hint="--config") from None
+    if strategy is None:
+        return placement
+    try:
+        return msgspec.structs.replace(placement, strategy=strategy)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--strategy") from None
 
 
 @cli.command()

@@ -3,7 +3,7 @@
     placement:
       strategy: load          # load, binpack, round-robin or spread
       spread_over: zone       # the node label the spread strategy uses
-      weights: {cpu: 1, memory: 1, accelerator: 1, link: 0.5}
+      weights: {cpu: 1, memory: 1, accelerator: 1, link: 0.5, jobs: 1}
       start_time: 10s         # rule out nodes due to disconnect sooner
 
 Every key is optional; unknown keys are errors.
@@ -27,7 +27,8 @@ class ConfigFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 def load_config_file(path: str | Path) -> ConfigFile:
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        with open(path, encoding="utf-8") as stream:
+            data = yaml.safe_load(stream)
     except OSError as exc:
         raise ConfigFileError(f"cannot read {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:

@@ -14,9 +14,9 @@ job's.
 
 A stray is removed only under its job's lock, after the store confirmed that
 the job still has no record or still names another node. A submit stores the
-record before it sends its create and names the node once the create ends,
-and a remove deletes the record after its remove, all under the lock, so
-neither can lose its container here.
+record, with its node, before it sends its create, and a remove deletes the
+record after its remove, all under the lock, so neither can lose its
+container here.
 """
 
 import logging

@@ -5,11 +5,12 @@ or None. Each scorer returns a number from 0 (busy) to 1 (free) for one
 resource. A strategy turns the nodes that pass every filter into a choice:
 
 - `load`: the highest weighted mean of the scorers (CPU, memory,
-  accelerators, link rate);
+  accelerators, link rate, jobs);
 - `binpack`: the lowest such mean, so busy nodes fill up first;
 - `round-robin`: the next node by name after the one chosen last;
 - `spread`: a node whose value of a label holds the fewest copies of the
-  job, then the fewest jobs, so copies spread over sites, racks or boards.
+  job, then the node with the fewest copies and jobs, so copies spread over
+  sites, racks or boards.
 
 What a node has left for a job is what it offers minus what its jobs
 reserve (their `cpus` and `mem_limit`): the larger of what its last heartbeat
@@ -40,6 +41,7 @@ DEFAULT_WEIGHTS: Mapping[str, float] = {
     "memory": 1.0,
     "accelerator": 1.0,
     "link": 0.5,
+    "jobs": 1.0,
 }
 # Desired states whose jobs keep their reservation on their node.
 _RESERVING = ("running", "paused")
@@ -123,7 +125,7 @@ class Context:
 _NO_CLAIMS = Claims()
 
 Filter = Callable[[JobSpec, NodeRecord, Context], str | None]
-Scorer = Callable[[NodeRecord], float]
+Scorer = Callable[[NodeRecord, Claims], float]
 
 
 def pinned(spec: JobSpec, node: NodeRecord, context: Context) -> str | None:
@@ -154,8 +156,11 @@ def device_type(spec: JobSpec, node: NodeRecord, context: Context) -> str | None
 def labels(spec: JobSpec, node: NodeRecord, context: Context) -> str | None:
     node_labels = node.heartbeat.labels
     for key, value in spec.placement.labels.items():
-        if node_labels.get(key) != value:
-            return f"label {key}={node_labels.get(key)!r}, not {value!r}"
+        actual = node_labels.get(key)
+        if actual is None:
+            return f"no label {key}, the job expects {key}={value!r}"
+        if actual != value:
+            return f"label {key}={actual!r}, not {value!r}"
     return None
 
 
@@ -222,7 +227,7 @@ def link_trouble(spec: JobSpec, node: NodeRecord, now: float) -> str | None:
     rtt_above_s = rule.rtt_above_s()
     rtt_s = node_rtt_s(node, now)
     if rtt_above_s is not None and rtt_s is not None and rtt_s > rtt_above_s:
-        return f"round trip {rtt_s:.1f} s, above {rtt_above_s:g} s"
+        return f"round trip {rtt_s:.3g} s, above {rtt_above_s:g} s"
     below_bps = rule.bandwidth_below_bps()
     rate_bps = node.link_rate_bps
     if below_bps is not None and rate_bps is not None and rate_bps < below_bps:
@@ -270,18 +275,27 @@ def free_memory(node: NodeRecord, claims: Claims) -> int:
     return offered - max(heartbeat.reserved_mem_bytes, claims.mem_bytes)
 
 
-def cpu_score(node: NodeRecord) -> float:
-    return _clamp(1 - node.heartbeat.cpu_percent / 100)
+def cpu_score(node: NodeRecord, claims: Claims) -> float:
+    """Score the smaller of the idle and the unreserved share of the CPUs."""
+    heartbeat = node.heartbeat
+    idle = 1 - heartbeat.cpu_percent / 100
+    offered = heartbeat.cpu_allocatable or float(heartbeat.cpu_count)
+    if offered <= 0:
+        return _clamp(idle)
+    return _clamp(min(idle, free_cpus(node, claims) / offered))
 
 
-def memory_score(node: NodeRecord) -> float:
+def memory_score(node: NodeRecord, claims: Claims) -> float:
+    """Score the smaller of the free and the unreserved share of the memory."""
     heartbeat = node.heartbeat
     if heartbeat.mem_total_bytes <= 0:
         return 0.0
-    return _clamp(1 - heartbeat.mem_used_bytes / heartbeat.mem_total_bytes)
+    free = 1 - heartbeat.mem_used_bytes / heartbeat.mem_total_bytes
+    offered = heartbeat.mem_allocatable_bytes or heartbeat.mem_total_bytes
+    return _clamp(min(free, free_memory(node, claims) / offered))
 
 
-def accelerator_score(node: NodeRecord) -> float:
+def accelerator_score(node: NodeRecord, claims: Claims) -> float:
     """Score the mean idle share of the accelerators; none or unknown scores 1."""
     used = [
         accelerator.util_percent
@@ -293,7 +307,7 @@ def accelerator_score(node: NodeRecord) -> float:
     return _clamp(1 - sum(used) / len(used) / 100)
 
 
-def link_score(node: NodeRecord) -> float:
+def link_score(node: NodeRecord, claims: Claims) -> float:
     """Score the link rate; an unshaped link scores 1."""
     rate = node.link_rate_bps
     if rate is None:
@@ -301,20 +315,36 @@ def link_score(node: NodeRecord) -> float:
     return _clamp(rate / FULL_LINK_BPS)
 
 
+def jobs_score(node: NodeRecord, claims: Claims) -> float:
+    """Score 1 for a node without jobs, 1/2 with one, 1/3 with two and so on.
+
+    Jobs count whether or not they set limits, so copies of a job without
+    `cpus` or `mem_limit` do not all land on one node.
+    """
+    return 1 / (1 + max(claims.jobs, node.running_containers))
+
+
 SCORERS: Mapping[str, Scorer] = {
     "cpu": cpu_score,
     "memory": memory_score,
     "accelerator": accelerator_score,
     "link": link_score,
+    "jobs": jobs_score,
 }
 
 
-def weighted_score(node: NodeRecord, weights: Mapping[str, float]) -> float:
+def weighted_score(
+    node: NodeRecord, weights: Mapping[str, float], claims: Claims | None = None
+) -> float:
     """Return the weighted mean of the scorers named in `weights`."""
     total = sum(weights.values())
     if total <= 0:
         return 0.0
-    return sum(SCORERS[name](node) * weight for name, weight in weights.items()) / total
+    claims = claims or _NO_CLAIMS
+    return (
+        sum(SCORERS[name](node, claims) * weight for name, weight in weights.items())
+        / total
+    )
 
 
 class PlacementConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -360,7 +390,16 @@ class Placer:
     last_chosen: str | None = None
 
     def strategy_of(self, spec: JobSpec) -> str:
-        return spec.placement.strategy or self.config.strategy
+        """Return the job's strategy: its own, spread if it names a label, or the default."""
+        placement = spec.placement
+        if placement.strategy is not None:
+            return placement.strategy
+        if placement.spread_over is not None:
+            return "spread"
+        return self.config.strategy
+
+    def spread_label(self, spec: JobSpec) -> str | None:
+        return spec.placement.spread_over or self.config.spread_over
 
     def rank(
         self,
@@ -372,11 +411,18 @@ class Placer:
     ) -> tuple[NodeRecord | None, list[NodeVerdict]]:
         """Return the chosen node (None when every node is ruled out) and verdicts.
 
+        Raise ValueError for the spread strategy without a label to spread over.
+
         `claims` are the claims per node (see `claims_of`), `group` the job
         group whose copies the spread strategy counts, the job's name by
         default, and `after` the node round-robin continues from, else the
         last one committed.
         """
+        if self.strategy_of(spec) == "spread" and self.spread_label(spec) is None:
+            raise ValueError(
+                "the spread strategy needs a node label: set placement.spread_over "
+                "in the job, or spread_over in the controller's config"
+            )
         context = Context(
             self.clock(),
             self.config.start_s(),
@@ -391,7 +437,8 @@ class Placer:
             if reason is not None:
                 verdicts.append(NodeVerdict(name=node.name, filtered=reason))
                 continue
-            score = round(weighted_score(node, self.config.weights), 4)
+            score = weighted_score(node, self.config.weights, context.claims_on(node))
+            score = round(score, 4)
             verdicts.append(NodeVerdict(name=node.name, score=score))
             passed.append((node, score))
         if not passed:
@@ -462,7 +509,8 @@ class Placer:
                 later = [node for node, _ in passed if node.name > (after or "")]
                 return later[0] if later else passed[0][0]
             case _:
-                label = spec.placement.spread_over or self.config.spread_over
+                label = self.spread_label(spec)
+                assert label is not None, "rank checks the label first"
                 return _spread(passed, nodes, context, label)
 
 
@@ -470,19 +518,22 @@ def _spread(
     passed: list[tuple[NodeRecord, float]],
     nodes: list[NodeRecord],
     context: Context,
-    label: str | None,
+    label: str,
 ) -> NodeRecord:
+    """Choose by copies of the job per label value, then per node, then jobs."""
     copies: Counter = Counter()
-    jobs: Counter = Counter()
     for node in nodes:
-        value = node.heartbeat.labels.get(label) if label else None
-        claims = context.claims_on(node)
-        copies[value] += claims.groups[context.group]
-        jobs[value] += max(claims.jobs, node.running_containers)
+        value = node.heartbeat.labels.get(label)
+        copies[value] += context.claims_on(node).groups[context.group]
 
-    def key(pair: tuple[NodeRecord, float]) -> tuple[int, int]:
-        value = pair[0].heartbeat.labels.get(label) if label else None
-        return copies[value], jobs[value]
+    def key(pair: tuple[NodeRecord, float]) -> tuple[int, int, int]:
+        node = pair[0]
+        claims = context.claims_on(node)
+        return (
+            copies[node.heartbeat.labels.get(label)],
+            claims.groups[context.group],
+            max(claims.jobs, node.running_containers),
+        )
 
     return min(passed, key=key)[0]
 

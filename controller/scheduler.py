@@ -8,7 +8,12 @@ why no node fits; only `place` moves the round-robin position.
 from collections import Counter
 from collections.abc import Collection
 
-from controller.errors import NodeOfflineError, NoMatchingNodeError, NotFoundError
+from controller.errors import (
+    InvalidRequestError,
+    NodeOfflineError,
+    NoMatchingNodeError,
+    NotFoundError,
+)
 from controller.placement import PlacementConfig, Placer
 from controller.registry import NodeRegistry, NodeState
 from controller.store import JobRecord
@@ -39,7 +44,12 @@ class Scheduler:
         """
         names = set(spec.copy_names())
         others = [record for record in records if record.name not in names]
-        return self.placer.plan(spec, self._registry.nodes(), others, exclude, group)
+        try:
+            return self.placer.plan(
+                spec, self._registry.nodes(), others, exclude, group
+            )
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc)) from None
 
     def place(
         self,

@@ -97,10 +97,13 @@ class Controller:
             self.state = ControllerState.STOPPED
             raise
         self.state = ControllerState.SERVING
+        placement = self.config.placement
         logger.info(
-            "controller ready on %s, subject prefix %s",
+            "controller ready on %s, subject prefix %s, default strategy %s%s",
             self.config.nats.url,
             self.config.prefix,
+            placement.strategy,
+            f" over label {placement.spread_over}" if placement.spread_over else "",
         )
 
     async def stop(self) -> None:

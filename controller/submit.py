@@ -1,14 +1,23 @@
 """The submit request: place the job's copies, store them, create their containers.
 
 Every copy is placed before anything is stored, so a job that does not fit
-leaves nothing behind. A copy that then fails to start takes the copies
-submitted before it down with it.
+leaves nothing behind. Then every copy is stored with its node, under the
+locks of all copies, and their containers are created at once. If one
+create fails, every copy is removed again. If the controller stops midway,
+the stored records name their nodes, so the reconciler of the next
+controller creates or adopts each container.
 """
 
+import asyncio
 import contextlib
 import logging
 
-from controller.errors import CommandTimeoutError, ControllerError, NotFoundError
+from controller.errors import (
+    CommandTimeoutError,
+    ConflictError,
+    ControllerError,
+    NotFoundError,
+)
 from controller.parts import Parts
 from controller.scheduler import Scheduler
 from controller.store import JobRecord, observed_fields
@@ -32,73 +41,81 @@ class Submitter:
     async def submit(self, request: SubmitRequest) -> ApiReply:
         spec = request.spec
         records = await self._store.list()
+        check_names_free(spec, records)
         if request.dry_run:
             return ApiReply(ok=True, plan=self._scheduler.plan(spec, records))
         nodes = self._scheduler.place(spec, records)
         group = spec.name if spec.count > 1 else None
-        submitted: list[JobRecord] = []
-        try:
-            for copy, node in zip(spec.copies(), nodes, strict=True):
-                submitted.append(await self._submit_one(request, copy, node, group))
-        except ControllerError:
-            await self._undo(submitted)
-            raise
+        async with contextlib.AsyncExitStack() as locks:
+            for name in sorted(spec.copy_names()):
+                await locks.enter_async_context(self._locks.hold(name))
+            submitted = await self._store_and_create(request, nodes, group)
+        for record in submitted:
+            await self._events.job(record)
         views = [record.view() for record in submitted]
         return ApiReply(ok=True, job=views[0], jobs=views if group else None)
 
-    async def _submit_one(
-        self, request: SubmitRequest, spec: JobSpec, node: str, group: str | None
-    ) -> JobRecord:
-        async with self._locks.hold(spec.name):
-            await self._store.create(spec, "running", state="placing", group=group)
-            try:
-                record = await self._create_on(node, request, spec)
-            except ControllerError:
-                await self._store.delete(spec.name)
-                raise
-        await self._events.job(record)
-        return record
+    async def _store_and_create(
+        self, request: SubmitRequest, nodes: list[str], group: str | None
+    ) -> list[JobRecord]:
+        """Store every copy with its node, then create their containers.
 
-    async def _create_on(
-        self, node: str, request: SubmitRequest, spec: JobSpec
-    ) -> JobRecord:
-        logger.info("job %s placed on node %s", spec.name, node)
-        if not request.wait:
-            return await self._store.update(spec.name, node=node, state="pending")
-        observed = await self._create(node, spec, request.timeout_s)
-        return await self._store.update(spec.name, node=node, **observed)
+        The caller holds the lock of every copy.
+        """
+        stored: list[JobRecord] = []
+        try:
+            for copy, node in zip(request.spec.copies(), nodes, strict=True):
+                record = await self._store.create(
+                    copy, "running", state="pending", node=node, group=group
+                )
+                stored.append(record)
+                logger.info("job %s placed on node %s", copy.name, node)
+            if not request.wait:
+                return stored
+            results = await asyncio.gather(
+                *(self._create(record, request.timeout_s) for record in stored),
+                return_exceptions=True,
+            )
+        except ControllerError:
+            await self._undo(stored)
+            raise
+        failures = [error for error in results if isinstance(error, BaseException)]
+        if failures:
+            await self._undo(stored)
+            raise failures[0]
+        return results
 
     async def _undo(self, records: list[JobRecord]) -> None:
-        """Remove copies submitted before a later copy failed.
+        """Remove the containers and records of a submit that failed.
 
-        A container whose remove fails is left to the orphan remover, which
-        removes containers without a record.
+        The caller holds the lock of every copy. A container whose remove
+        fails is left to the orphan remover, which removes containers without
+        a record.
         """
         for record in reversed(records):
-            async with self._locks.hold(record.name):
-                try:
-                    with contextlib.suppress(NotFoundError):
-                        await self._agents.remove(record.node, record.spec)
-                except ControllerError as exc:
-                    logger.warning(
-                        "job %s: remove failed while undoing its submit: %s",
-                        record.name,
-                        exc,
-                    )
-                await self._store.delete(record.name)
-            await self._events.job(record, state="removed")
+            try:
+                with contextlib.suppress(NotFoundError):
+                    await self._agents.remove(record.node, record.spec)
+            except ControllerError as exc:
+                logger.warning(
+                    "job %s: remove failed while undoing its submit: %s",
+                    record.name,
+                    exc,
+                )
+            await self._store.delete(record.name)
 
-    async def _create(self, node: str, spec: JobSpec, timeout_s: float) -> dict:
-        """Create and start the container; return the record fields it fills."""
+    async def _create(self, record: JobRecord, timeout_s: float) -> JobRecord:
+        """Create and start the job's container; return the updated record."""
+        node, spec = record.node, record.spec
         try:
             reply = await self._agents.call(node, Create, bound_s=timeout_s, spec=spec)
         except CommandTimeoutError:
             await self._remove_late_container(node, spec)
             raise
-        container = reply.container
-        if container is None:
-            return {"state": "running"}
-        return observed_fields(container)
+        observed = {"state": "running"}
+        if reply.container is not None:
+            observed = observed_fields(reply.container)
+        return await self._store.update(spec.name, **observed)
 
     async def _remove_late_container(self, node: str, spec: JobSpec) -> None:
         # The agent may still finish the create after the reply timed out, so a
@@ -115,3 +132,17 @@ class Submitter:
                 node,
                 exc,
             )
+
+
+def check_names_free(spec: JobSpec, records: list[JobRecord]) -> None:
+    taken = sorted(set(spec.copy_names()) & {record.name for record in records})
+    if not taken:
+        return
+    names = ", ".join(repr(name) for name in taken)
+    if len(taken) == 1:
+        message = f"job {names} already exists; remove it first or choose another name"
+    else:
+        message = (
+            f"jobs {names} already exist; remove them first or choose another name"
+        )
+    raise ConflictError(message)

@@ -75,8 +75,9 @@ MAX_COUNT = 1000
 class Placement(_Spec):
     """The nodes a job may run on, and how the controller picks among them.
 
-    `strategy` None means the controller's default. `spread_over` names the
-    node label whose values the spread strategy spreads copies over.
+    `strategy` None means the controller's default, or spread when
+    `spread_over` is set. `spread_over` names the node label whose values the
+    spread strategy spreads copies over, the controller's by default.
     """
 
     node: str | None = None
@@ -94,12 +95,6 @@ class Placement(_Spec):
                     "a strategy has no effect on a job pinned with placement.node; "
                     "remove one of them",
                 )
-        if self.strategy == "spread" and not self.spread_over:
-            raise FieldError(
-                ("spread_over",),
-                "the spread strategy needs spread_over: the node label to spread "
-                "copies over, such as zone",
-            )
 
 
 class MigrateWhen(_Spec):
@@ -125,7 +120,7 @@ class MigrateWhen(_Spec):
         if self.bandwidth_below is not None:
             _check(
                 ("bandwidth_below",),
-                lambda rate: values.parse_rate(str(rate)),
+                lambda rate: values.parse_rate(str(rate), unit_required=True),
                 self.bandwidth_below,
             )
         _check(("for",), values.parse_duration, self.for_)

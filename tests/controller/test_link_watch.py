@@ -63,7 +63,7 @@ def test_unanswered_pings_count_as_round_trip():
 
     node, trouble = links.due(job)
 
-    assert trouble.startswith("round trip 16.0 s, above 10 s")
+    assert trouble.startswith("round trip 16 s, above 10 s")
 
 
 def test_an_answer_clears_the_unanswered_pings():

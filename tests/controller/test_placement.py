@@ -12,12 +12,15 @@ from controller.placement import (
     accelerator_score,
     claims_of,
     cpu_fit,
+    cpu_score,
     device_type,
     devices,
+    jobs_score,
     labels,
     link,
     link_score,
     memory_fit,
+    memory_score,
     online,
     pinned,
     ports_free,
@@ -115,7 +118,7 @@ SLOW = {"migrate_when": {"rtt_above": "10s", "bandwidth_below": "1Mbit"}}
         (device_type, spec(placement={"device_type": "atlas_i"}), node("a", device_type="ATLAS_I"), NO_CLAIMS, None),
         (device_type, spec(placement={"device_type": "RK3588"}), node("a"), NO_CLAIMS, "device type 'X86', not 'RK3588'"),
         (labels, spec(placement={"labels": {"site": "lab"}}), node("a", labels={"site": "lab"}), NO_CLAIMS, None),
-        (labels, spec(placement={"labels": {"site": "lab"}}), node("a"), NO_CLAIMS, "label site=None, not 'lab'"),
+        (labels, spec(placement={"labels": {"site": "lab"}}), node("a"), NO_CLAIMS, "no label site, the job expects site='lab'"),
         (devices, spec(devices=["/dev/davinci0"]), node("a", device_paths=["/dev/davinci0"]), NO_CLAIMS, None),
         (devices, spec(devices=["/dev/davinci0:/dev/npu"]), node("a", device_paths=["/dev/null"]), NO_CLAIMS, "no device /dev/davinci0"),
         (devices, spec(devices=["/dev/davinci0"]), node("a"), NO_CLAIMS, None),
@@ -132,8 +135,8 @@ SLOW = {"migrate_when": {"rtt_above": "10s", "bandwidth_below": "1Mbit"}}
         (link, spec(), node("a", link_rate_bps=1e3, rtt_ms=60e3), NO_CLAIMS, None),
         (link, spec(**SLOW), node("a", link_rate_bps=5e6, rtt_ms=40.0), NO_CLAIMS, None),
         (link, spec(**SLOW), node("a", link_rate_bps=5e5), NO_CLAIMS, "link rate 0.5 Mbit/s, below 1 Mbit/s"),
-        (link, spec(**SLOW), node("a", rtt_ms=12e3), NO_CLAIMS, "round trip 12.0 s, above 10 s"),
-        (link, spec(**SLOW), node("a", rtt_ms=40.0, unanswered_since=NOW - 15), NO_CLAIMS, "round trip 15.0 s"),
+        (link, spec(**SLOW), node("a", rtt_ms=12e3), NO_CLAIMS, "round trip 12 s, above 10 s"),
+        (link, spec(**SLOW), node("a", rtt_ms=40.0, unanswered_since=NOW - 15), NO_CLAIMS, "round trip 15 s"),
     ],
 )  # fmt: skip
 def test_filter_table(check, job, record, claims, reason):
@@ -151,7 +154,7 @@ def test_filter_table(check, job, record, claims, reason):
     ("rate", "score"), [(None, 1.0), (500e6, 1.0), (50e6, 0.1), (1e9, 1.0)]
 )
 def test_link_score_table(rate, score):
-    assert link_score(node("a", link_rate_bps=rate)) == pytest.approx(score)
+    assert link_score(node("a", link_rate_bps=rate), Claims()) == pytest.approx(score)
 
 
 @pytest.mark.parametrize(
@@ -165,7 +168,36 @@ def test_link_score_table(rate, score):
     ],
 )
 def test_accelerator_score_table(utils, score):
-    assert accelerator_score(node("a", accelerators=utils)) == pytest.approx(score)
+    record = node("a", accelerators=utils)
+
+    assert accelerator_score(record, Claims()) == pytest.approx(score)
+
+
+@pytest.mark.parametrize(
+    ("cpu_percent", "reserved", "score"),
+    [(0.0, 0.0, 1.0), (50.0, 0.0, 0.5), (0.0, 3.0, 0.25), (90.0, 1.0, 0.1)],
+)
+def test_cpu_score_takes_the_smaller_free_share(cpu_percent, reserved, score):
+    record = node("a", cpu_percent=cpu_percent, reserved_cpus=reserved)
+
+    assert cpu_score(record, Claims()) == pytest.approx(score)
+
+
+def test_memory_score_counts_claims():
+    claims = claim(spec(name="db", mem_limit="6g"))
+
+    assert memory_score(node("a", mem_used=GIB), claims) == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize(
+    ("running", "claimed_jobs", "score"), [(0, 0, 1.0), (1, 0, 0.5), (1, 3, 0.25)]
+)
+def test_jobs_score_table(running, claimed_jobs, score):
+    claims = Claims()
+    for index in range(claimed_jobs):
+        claims.add(spec(name=f"job{index}"), f"job{index}")
+
+    assert jobs_score(node("a", running=running), claims) == pytest.approx(score)
 
 
 def test_weighted_score_is_a_weighted_mean():
@@ -249,7 +281,7 @@ def test_round_robin_moves_on_only_when_committed():
     assert after == ["c"]
 
 
-def test_spread_picks_the_emptiest_label_value():
+def test_spread_breaks_ties_by_jobs_on_the_node():
     nodes = [
         node("a", labels={"rack": "r1"}, running=2),
         node("b", labels={"rack": "r1"}),
@@ -258,7 +290,50 @@ def test_spread_picks_the_emptiest_label_value():
 
     chosen, _ = placer("spread", spread_over="rack").rank(spec(), nodes)
 
-    assert chosen.name == "c"
+    assert chosen.name == "b"
+
+
+def test_spread_fills_every_node_of_a_value():
+    nodes = [
+        node("a", labels={"site": "s1"}),
+        node("b", labels={"site": "s2"}),
+        node("c", labels={"site": "s2"}),
+    ]
+
+    plan = placer("spread", spread_over="site").plan(spec(count=4), nodes)
+
+    assert plan.chosen == ["a", "b", "c", "a"]
+
+
+def test_spread_over_alone_selects_spread():
+    nodes = [node("a", labels={"site": "s1"}), node("b", labels={"site": "s2"})]
+
+    plan = placer("load").plan(spec(count=2, placement={"spread_over": "site"}), nodes)
+
+    assert plan.strategy == "spread"
+    assert plan.chosen == ["a", "b"]
+
+
+def test_job_spread_uses_the_default_label():
+    nodes = [node("a", labels={"site": "s1"}), node("b", labels={"site": "s2"})]
+    job = spec(count=2, placement={"strategy": "spread"})
+
+    plan = placer("load", spread_over="site").plan(job, nodes)
+
+    assert plan.chosen == ["a", "b"]
+
+
+def test_spread_without_a_label_is_rejected():
+    with pytest.raises(ValueError, match="needs a node label"):
+        placer().rank(spec(placement={"strategy": "spread"}), [node("a")])
+
+
+def test_load_spreads_copies_without_limits():
+    nodes = [node("a"), node("b"), node("c")]
+
+    plan = placer("load").plan(spec(count=3), nodes)
+
+    assert plan.chosen == ["a", "b", "c"]
 
 
 def test_spread_counts_copies_of_the_same_job_first():
@@ -317,7 +392,7 @@ def test_plan_places_each_copy_after_the_last():
     plan = placer().plan(spec(count=3, cpus=1), nodes)
 
     assert plan.jobs == ["web-0", "web-1", "web-2"]
-    assert plan.chosen == ["a", "a", "b"]
+    assert plan.chosen == ["a", "b", "a"]
 
 
 def test_plan_marks_copies_that_fit_nowhere():

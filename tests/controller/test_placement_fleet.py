@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from controller.cli import ExitCode
-from tests.controller.fleet import Fleet, wait_until
+from tests.controller.fleet import Fleet, free_port, wait_until
 from tests.controller.test_reschedule import copies, running_copies
 
 # Agent options by node letter. Fleet.start_agent passes --label zone=test
@@ -195,6 +195,43 @@ def test_dry_run_without_fit_stores_nothing(boards, unique_name):
     assert fleet.jobs() == jobs_before
     for job in (name, f"{name}-0", f"{name}-1"):
         assert copies(fleet, job) == [], job
+
+
+def test_failed_copy_removes_every_copy(boards, unique_name):
+    """Two copies on two nodes of one engine cannot both bind one host port.
+
+    The filters pass, because each node sees only its own containers, so the
+    engine rejects one create and the submit removes both copies.
+    """
+    fleet = boards.fleet
+    name = unique_name("web")
+    port = free_port()
+    path = fleet.job_file(
+        name,
+        count=2,
+        ports=[f"127.0.0.1:{port}:80"],
+        placement={"strategy": "round-robin"},
+    )
+    jobs_before = fleet.jobs()
+
+    result = fleet.cli("submit", path)
+
+    assert result.exit_code != ExitCode.OK, result.output
+    assert fleet.jobs() == jobs_before
+    for job in (f"{name}-0", f"{name}-1"):
+        wait_until(lambda job=job: copies(fleet, job) == [], f"no container of {job}")
+
+
+def test_existing_copy_fails_the_dry_run(boards, unique_name):
+    fleet = boards.fleet
+    name = unique_name("web")
+    path = fleet.job_file(name, count=2)
+    submit(fleet, path)
+
+    result = fleet.cli("submit", "--dry-run", path)
+
+    assert result.exit_code == ExitCode.CONFLICT, result.output
+    assert f"jobs '{name}-0', '{name}-1' already exist" in result.output
 
 
 @pytest.fixture

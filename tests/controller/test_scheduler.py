@@ -1,11 +1,18 @@
 import msgspec
 import pytest
 
-from controller.errors import NodeOfflineError, NoMatchingNodeError, NotFoundError
+from controller.errors import (
+    ConflictError,
+    InvalidRequestError,
+    NodeOfflineError,
+    NoMatchingNodeError,
+    NotFoundError,
+)
 from controller.placement import PlacementConfig
 from controller.registry import NodeRegistry
 from controller.scheduler import Scheduler
 from controller.store import JobRecord
+from controller.submit import check_names_free
 from schemas.job import JobSpec
 from tests.controller.helpers import FakeClock, heartbeat
 
@@ -112,3 +119,22 @@ def test_plan_uses_the_group_for_spread():
     job = spec(name="web-1", placement={"strategy": "spread", "spread_over": "zone"})
 
     assert placing.place(job, [sibling], group="web") == ["b"]
+
+
+def test_spread_without_a_label_is_an_invalid_request():
+    placing = scheduler(heartbeat("a"))
+
+    with pytest.raises(InvalidRequestError, match="spread_over"):
+        placing.plan(spec(placement={"strategy": "spread"}), [])
+
+
+def test_existing_copies_are_named_in_the_conflict():
+    records = [
+        JobRecord(spec=spec(name=name), desired="running", node="a")
+        for name in ("web-1", "web-2", "db")
+    ]
+
+    with pytest.raises(ConflictError) as caught:
+        check_names_free(spec(count=3), records)
+
+    assert "jobs 'web-1', 'web-2' already exist" in str(caught.value)

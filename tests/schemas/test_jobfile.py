@@ -328,7 +328,6 @@ def test_one_copy_keeps_the_job_name():
         ("count: 0\n", "count: invalid count 0: must be from 1 to 1000"),
         ("count: 1001\n", "invalid count 1001"),
         ("placement: {strategy: random}\n", "Invalid enum value 'random'"),
-        ("placement: {strategy: spread}\n", "spread strategy needs spread_over"),
         (
             "placement: {node: n1, strategy: binpack}\n",
             "strategy has no effect on a job pinned",
@@ -336,6 +335,7 @@ def test_one_copy_keeps_the_job_name():
         ("migrate_when: {for: 5s}\n", "needs rtt_above"),
         ("migrate_when: {rtt_above: 0s}\n", "must be greater than 0"),
         ("migrate_when: {bandwidth_below: fast}\n", "invalid rate 'fast'"),
+        ("migrate_when: {bandwidth_below: 100}\n", "add a unit"),
         ("migrate_when: {rtt_above: 1s, for: later}\n", "invalid duration 'later'"),
         (
             "placement: {node: n1}\nmigrate_when: {rtt_above: 1s}\n",
