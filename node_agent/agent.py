@@ -249,6 +249,7 @@ class Agent:
             self.shaper.release()
         await self._finish_commands()
         await self._stop_tasks()
+        self._heartbeats.close()
         if self._client is not None:
             await session.drain(self._client, self.node)
         await asyncio.to_thread(self.driver.close)

@@ -5,8 +5,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from node_agent.collectors import select_collectors
 from node_agent.devices import DEV_ROOT, list_devices
@@ -30,6 +31,9 @@ logger = logging.getLogger(__name__)
 
 # Returns whether the message was sent.
 Publish = Callable[[str, bytes], Awaitable[bool]]
+# One thread reads the container inventory, the other samples the telemetry.
+HEARTBEAT_THREADS = 2
+T = TypeVar("T")
 
 
 class LinkFields(NamedTuple):
@@ -79,10 +83,11 @@ class HeartbeatPublisher:
     without a gap after an offline window; `kick()` sends one at once and
     starts the schedule again from it. The container list with the limits
     of its containers, and the telemetry with its vendor tools and device
-    paths, are read at the same time in worker threads. When Docker cannot
-    be read, the heartbeat carries the last inventory and reservation that
-    could be read, so the node stays online while its engine is briefly
-    unreachable. `dev_root` is the folder the device paths are read from.
+    paths, are read at the same time in the publisher's own worker threads,
+    which `close()` shuts down. When Docker cannot be read, the heartbeat
+    carries the last inventory and reservation that could be read, so the
+    node stays online while its engine is briefly unreachable. `dev_root`
+    is the folder the device paths are read from.
     """
 
     def __init__(
@@ -125,6 +130,12 @@ class HeartbeatPublisher:
             "node %s reads its container inventory again",
         )
         self._stop_requested = asyncio.Event()
+        # Commands run in asyncio's default executor, which has only
+        # min(32, cpu_count + 4) threads in Python 3.11. Slow stops can take
+        # all of them for their whole grace, so heartbeats get their own.
+        self._executor = ThreadPoolExecutor(
+            HEARTBEAT_THREADS, thread_name_prefix=f"heartbeat-{self.node}"
+        )
 
     async def run(self) -> None:
         """Publish heartbeats on a fixed schedule until `stop()`."""
@@ -153,6 +164,14 @@ class HeartbeatPublisher:
         self._stop_requested.set()
         self._wake.set()
 
+    def close(self) -> None:
+        """Shut down the worker threads once `run()` has ended.
+
+        It does not wait, so a thread still in a Docker call of a cancelled
+        heartbeat ends only when that call returns or times out.
+        """
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
     def observe(self, event: ContainerEvent) -> None:
         """Mark a container's limits for a new inspect after `docker update`."""
         if event.action == LIMITS_CHANGED_ACTION:
@@ -169,7 +188,7 @@ class HeartbeatPublisher:
 
     async def build(self) -> Heartbeat:
         (containers, reserved), sample = await asyncio.gather(
-            self._read_inventory(), asyncio.to_thread(self._sample)
+            self._read_inventory(), self._in_thread(self._sample)
         )
 
         return Heartbeat(
@@ -188,6 +207,9 @@ class HeartbeatPublisher:
             **sample.telemetry._asdict(),
             **self._link()._asdict(),
         )
+
+    def _in_thread(self, function: Callable[[], T]) -> asyncio.Future[T]:
+        return asyncio.get_running_loop().run_in_executor(self._executor, function)
 
     def _sample(self) -> NodeSample:
         accelerators = [
@@ -210,7 +232,7 @@ class HeartbeatPublisher:
 
     async def _read_inventory(self) -> tuple[list[ContainerInfo], Limits]:
         try:
-            self._inventory, self._reserved = await asyncio.to_thread(
+            self._inventory, self._reserved = await self._in_thread(
                 self._list_and_reserve
             )
         except AgentError as exc:

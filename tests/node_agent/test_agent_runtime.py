@@ -1,11 +1,17 @@
 """Heartbeats, events, slow stops, restarts and neighbours of a running agent."""
 
 import asyncio
+import dataclasses
+import itertools
 import logging
+import os
+import threading
+import time
 
 import msgspec
 import pytest
 
+from controller.registry import DEFAULT_MISSED_HEARTBEATS
 from node_agent.agent import Agent, AgentSettings
 from node_agent.driver import DockerDriver
 from node_agent.errors import AgentError
@@ -27,6 +33,17 @@ START_TIMEOUT_S = 10
 # Long enough for several reconnect attempts: the first waits are 0.25 to
 # 0.5 s, then about twice as long each time.
 OUTAGE_S = 3.5
+# Python 3.11 sizes the default executor behind asyncio.to_thread at
+# min(32, os.cpu_count() + 4) threads, as concurrent.futures.ThreadPoolExecutor
+# does by default.
+DEFAULT_EXECUTOR_THREADS = min(32, (os.cpu_count() or 1) + 4)
+# The heartbeat interval of the busy node. The controller marks a node lost
+# after DEFAULT_MISSED_HEARTBEATS intervals of silence.
+BUSY_HEARTBEAT_INTERVAL_S = 1.0
+# Twice the controller's lost limit at that interval, so a heartbeat that
+# waits for these stops to end would make the node lost.
+SLOW_STOP_GRACE_S = 2 * DEFAULT_MISSED_HEARTBEATS * BUSY_HEARTBEAT_INTERVAL_S
+IGNORES_SIGTERM = "sh -c 'trap \"\" TERM; sleep 600'"
 
 
 def job_spec(name: str, image: str, command: str, **fields) -> JobSpec:
@@ -242,3 +259,78 @@ async def test_broker_outage_logs_each_attempt(agent, nats_server, nats_client, 
     assert reply.ok
     after = await next_matching(heartbeats, heartbeat_decoder.decode, bool)
     assert after.seq > before.seq
+
+
+async def test_heartbeats_continue_during_slow_removes(
+    start_agent, agent_settings, nats_client, test_image, unique_name
+):
+    settings = dataclasses.replace(
+        agent_settings, heartbeat_interval_s=BUSY_HEARTBEAT_INTERVAL_S
+    )
+    agent = await start_agent(settings)
+    # More removes than the default executor has threads, so Docker calls
+    # that go through it would wait for a whole stop grace.
+    jobs = [unique_name("stubborn") for _ in range(DEFAULT_EXECUTOR_THREADS + 2)]
+    grace = f"{SLOW_STOP_GRACE_S:g}s"
+    created = await asyncio.gather(
+        *(
+            command(
+                nats_client,
+                agent.node,
+                Create,
+                spec=job_spec(
+                    job, test_image, IGNORES_SIGTERM, stop_grace_period=grace
+                ),
+            )
+            for job in jobs
+        )
+    )
+    arrivals: list[float] = []
+
+    async def note_arrival(_message) -> None:
+        arrivals.append(time.monotonic())
+
+    subscription = await nats_client.subscribe(
+        Subjects().node_hb(agent.node), cb=note_arrival
+    )
+
+    removes_sent_at = time.monotonic()
+    removed = await asyncio.gather(
+        *(command(nats_client, agent.node, Remove, job=job) for job in jobs)
+    )
+    removes_done_at = time.monotonic()
+    await subscription.unsubscribe()
+
+    during = [t for t in arrivals if removes_sent_at <= t <= removes_done_at]
+    times = [removes_sent_at, *during, removes_done_at]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    limit_s = DEFAULT_MISSED_HEARTBEATS * BUSY_HEARTBEAT_INTERVAL_S
+    assert [reply.error for reply in created if not reply.ok] == []
+    assert [reply.error for reply in removed if not reply.ok] == []
+    assert removes_done_at - removes_sent_at >= SLOW_STOP_GRACE_S
+    assert max(gaps) <= limit_s, f"heartbeat gaps {[round(g, 2) for g in gaps]} s"
+
+
+async def test_stopped_agent_ends_heartbeat_threads(agent_settings, nats_client):
+    heartbeats = await nats_client.subscribe(Subjects().node_hb(agent_settings.node))
+    async with Agent(agent_settings):
+        await next_matching(heartbeats, heartbeat_decoder.decode, bool)
+        running = thread_names(f"heartbeat-{agent_settings.node}")
+
+    # The executor shuts down without waiting, so its idle threads exit soon after.
+    deadline = time.monotonic() + TIMEOUT_S
+    while thread_names(f"heartbeat-{agent_settings.node}"):
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+
+    assert running != []
+    assert thread_names(f"heartbeat-{agent_settings.node}") == []
+
+
+def thread_names(prefix: str) -> list[str]:
+    return [
+        thread.name
+        for thread in threading.enumerate()
+        if thread.name.startswith(prefix)
+    ]
