@@ -14,7 +14,7 @@ from nats.aio.subscription import Subscription
 
 from controller.codec import decode
 from controller.connection import nats_errors
-from controller.errors import ControllerError
+from controller.errors import ControllerError, NotFoundError
 from controller.lifecycle import Lifecycle
 from controller.parts import Parts
 from controller.scheduler import Scheduler
@@ -92,7 +92,10 @@ class Api:
                 logger.info("%s request failed: %s", verb, exc)
             else:
                 logger.info("%s request for job %s failed: %s", verb, job, exc)
-            reply = ApiReply(ok=False, error=exc.info())
+            error = exc.info()
+            if isinstance(exc, NotFoundError):
+                error = await self._with_copies(error, request)
+            reply = ApiReply(ok=False, error=error)
         except Exception:
             logger.exception("%s request failed with an unexpected error", verb)
             error = ErrorInfo(
@@ -102,6 +105,24 @@ class Api:
             reply = ApiReply(ok=False, error=error)
         if message.reply:
             await message.respond(encode(reply))
+
+    async def _with_copies(self, info: ErrorInfo, request) -> ErrorInfo:
+        """Name the copies when a request names a job submitted with a count."""
+        job = _job_of(request)
+        if job is None or isinstance(request, SubmitRequest):
+            return info
+        try:
+            records = await self._store.list()
+        except ControllerError:
+            return info
+        copies = [record.name for record in records if record.group == job]
+        if not copies:
+            return info
+        return ErrorInfo(
+            code=info.code,
+            message=f"{info.message}; {job} was submitted with a count and its "
+            f"copies are jobs of their own: {', '.join(copies)}",
+        )
 
     async def _handle(self, verb: str, request) -> ApiReply:
         match verb:

@@ -222,6 +222,17 @@ def test_failed_copy_removes_every_copy(boards, unique_name):
         wait_until(lambda job=job: copies(fleet, job) == [], f"no container of {job}")
 
 
+def test_group_name_points_at_the_copies(boards, unique_name):
+    fleet = boards.fleet
+    name = unique_name("web")
+    submit(fleet, fleet.job_file(name, count=2))
+
+    result = fleet.cli("stop", name)
+
+    assert result.exit_code == ExitCode.NOT_FOUND, result.output
+    assert f"copies are jobs of their own: {name}-0, {name}-1" in result.output
+
+
 def test_existing_copy_fails_the_dry_run(boards, unique_name):
     fleet = boards.fleet
     name = unique_name("web")
