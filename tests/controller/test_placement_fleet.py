@@ -6,12 +6,18 @@ names start with node-a, node-b and node-c, so their order by name, which
 decides ties and the round-robin order, is known in advance.
 """
 
+import asyncio
 import json
+import time
+import uuid
 from dataclasses import dataclass
 
+import nats
 import pytest
 
 from controller.cli import ExitCode
+from schemas.messages import Probe, encode
+from schemas.subjects import Subjects
 from tests.controller.fleet import Fleet, free_port, wait_until
 from tests.controller.test_reschedule import copies, running_copies
 
@@ -312,3 +318,74 @@ def test_job_migrates_off_throttled_link(throttled_pair, unique_name):
     assert fleet.nodes()[nodes["a"]]["link_rate_bps"] < 1e6
     log = fleet.controller.output()
     assert f"job {name} moved from node {nodes['a']} to node {nodes['b']}" in log
+
+
+# Node a's link for the round-trip test: 200 kbit/s, so a 50 kB command takes
+# 2 s of its downlink and the controller's pings queue behind it.
+SLOW_LINK = ("--bandwidth", "200kbit", "--burst", "4k")
+BACKLOG_BYTES = 50_000
+BACKLOG_COMMANDS = 4
+RTT_RULE = {"rtt_above": "1s", "for": "1s"}
+
+
+@pytest.fixture
+def slow_pair(
+    nats_server, cleanup_node, spawn, docker_client, test_image, unique_name, tmp_path
+) -> Boards:
+    """A round-robin controller, node a on a 200 kbit/s link, and node b."""
+    nodes = {letter: cleanup_node(unique_name(f"node-{letter}")) for letter in "ab"}
+    fleet = Fleet(
+        nats_server.url, nodes["a"], test_image, tmp_path, spawn, docker_client
+    )
+    fleet.start_controller("--strategy", "round-robin")
+    fleet.start_agent(node=nodes["b"])
+    fleet.start_agent(*SLOW_LINK, node=nodes["a"])
+    wait_for_nodes(fleet, nodes.values())
+    return Boards(fleet, nodes)
+
+
+async def fill_downlink(url: str, node: str) -> None:
+    """Publish large probe commands to the node, without waiting for replies."""
+    client = await nats.connect(url)
+    try:
+        for _ in range(BACKLOG_COMMANDS):
+            probe = Probe(
+                id=f"backlog-{uuid.uuid4().hex}",
+                deadline=time.time() + 60,
+                padding="x" * BACKLOG_BYTES,
+            )
+            await client.publish(Subjects().node_cmd(node), encode(probe))
+        await client.flush()
+    finally:
+        await client.close()
+
+
+def test_job_migrates_off_slow_round_trip(slow_pair, unique_name):
+    """Commands queued on node a's downlink hold back the controller's pings.
+
+    The unanswered pings count as a round trip above one second, so the job
+    moves to node b once the queue has let the old container's remove pass.
+    """
+    fleet, nodes = slow_pair.fleet, slow_pair.nodes
+    name = unique_name("web")
+    path = fleet.job_file(
+        name, placement={"labels": {"zone": "test"}}, migrate_when=RTT_RULE
+    )
+    [view] = submit(fleet, path)
+    assert view["node"] == nodes["a"], view
+
+    asyncio.run(fill_downlink(fleet.url, nodes["a"]))
+    moved = wait_until(
+        lambda: (job := fleet.jobs()[name])["node"] == nodes["b"] and job,
+        f"job {name} moved to {nodes['b']}",
+        MIGRATE_TIMEOUT_S,
+    )
+
+    assert moved["message"].startswith(f"moved from node {nodes['a']}, round trip ")
+    wait_until(
+        lambda: (
+            [(c.node, c.status) for c in copies(fleet, name)]
+            == [(nodes["b"], "running")]
+        ),
+        f"job {name} running on {nodes['b']} only",
+    )
