@@ -14,7 +14,7 @@ from pathlib import Path
 import msgspec
 import yaml
 
-from schemas.job import FieldError, JobSpec
+from schemas.job import STRATEGIES, FieldError, JobSpec
 
 FieldPath = tuple[str | int, ...]
 
@@ -105,6 +105,8 @@ def _yaml11_bool_problem(word: str, expected: str) -> str:
     )
     if expected == "bool":
         return f"{problem}; write {meaning}"
+    if "str" not in expected.split(" | "):
+        return f"{problem}, and this field expects {expected}"
     return f'{problem}; quote it ("{word}") to keep the string'
 
 
@@ -242,14 +244,22 @@ def _explain(exc: msgspec.ValidationError, builder: _Builder) -> JobFileError:
     elif path in builder.yaml11_bools:
         expected_type = expected["type"] if expected is not None else "str"
         message = _yaml11_bool_problem(builder.yaml11_bools[path], expected_type)
-    elif got is not None and path in builder.plain:
+    elif got is not None and path in builder.plain and _expects_str(expected):
         message += f'; quote it ("{builder.plain[path]}") to make it a string'
     elif expected is not None and path in builder.quoted:
         message += _quoted_hint(builder.quoted[path], expected["type"])
+    if message.startswith("Invalid enum value") and path[-1:] == ("strategy",):
+        message += f"; use one of {', '.join(STRATEGIES)}"
     message = message.replace("`", "'").replace("Expected", "expected")
+    message = message.replace("Invalid enum value", "invalid value")
     message = message.replace("Object missing required field", "missing required field")
 
     return JobFileError(builder.source, _line_of(builder.lines, path), path, message)
+
+
+def _expects_str(expected: re.Match | None) -> bool:
+    """Return True if the field takes a string, or its type is not known."""
+    return expected is None or "str" in expected["type"].split(" | ")
 
 
 def _quoted_hint(text: str, expected: str) -> str:

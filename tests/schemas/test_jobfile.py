@@ -327,7 +327,12 @@ def test_one_copy_keeps_the_job_name():
     [
         ("count: 0\n", "count: invalid count 0: must be from 1 to 1000"),
         ("count: 1001\n", "invalid count 1001"),
-        ("placement: {strategy: random}\n", "Invalid enum value 'random'"),
+        (
+            "placement: {strategy: random}\n",
+            "invalid value 'random'; use one of load, binpack, round-robin, spread",
+        ),
+        ("count: 1.5\n", "count: expected 'int', got 'float'"),
+        ("count: yes\n", "YAML 1.1, and this field expects int"),
         (
             "placement: {node: n1, strategy: binpack}\n",
             "strategy has no effect on a job pinned",
