@@ -129,9 +129,9 @@ Scorer = Callable[[NodeRecord, Claims], float]
 
 
 def pinned(spec: JobSpec, node: NodeRecord, context: Context) -> str | None:
-    wanted = spec.placement.node
-    if wanted is not None and node.name != wanted:
-        return f"the job is pinned to node {wanted}"
+    expected = spec.placement.node
+    if expected is not None and node.name != expected:
+        return f"the job is pinned to node {expected}"
     return None
 
 

@@ -135,11 +135,11 @@ class Submitter:
 
 
 def check_names_free(spec: JobSpec, records: list[JobRecord]) -> None:
-    taken = sorted(set(spec.copy_names()) & {record.name for record in records})
-    if not taken:
+    existing = sorted(set(spec.copy_names()) & {record.name for record in records})
+    if not existing:
         return
-    names = ", ".join(repr(name) for name in taken)
-    if len(taken) == 1:
+    names = ", ".join(repr(name) for name in existing)
+    if len(existing) == 1:
         message = f"job {names} already exists; remove it first or choose another name"
     else:
         message = (

@@ -66,7 +66,7 @@ def test_unanswered_pings_count_as_round_trip():
     assert trouble.startswith("round trip 16 s, above 10 s")
 
 
-def test_an_answer_clears_the_unanswered_pings():
+def test_answer_clears_unanswered_pings():
     links, registry, clock = watch()
     registry.ping_unanswered("a", clock.now)
     clock.advance(30.0)

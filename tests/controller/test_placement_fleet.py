@@ -206,7 +206,7 @@ def test_dry_run_without_fit_stores_nothing(boards, unique_name):
 def test_failed_copy_removes_every_copy(boards, unique_name):
     """Two copies on two nodes of one engine cannot both bind one host port.
 
-    The filters pass, because each node sees only its own containers, so the
+    The filters pass, because each node lists only its own containers, so the
     engine rejects one create and the submit removes both copies.
     """
     fleet = boards.fleet

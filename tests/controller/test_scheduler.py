@@ -82,7 +82,7 @@ def test_no_fit_counts_each_filter_with_an_example():
     assert "controller submit --dry-run FILE" in message
 
 
-def test_no_fit_of_a_later_copy_says_how_many_fit():
+def test_no_fit_counts_fitting_copies():
     placing = scheduler(heartbeat("a", cpu_count=2))
 
     with pytest.raises(NoMatchingNodeError) as caught:
