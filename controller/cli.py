@@ -285,7 +285,7 @@ def cli(ctx, nats_url, creds, user, password, token, prefix) -> None:
     show_default="none: the defaults in the README",
     help="YAML file with a placement section: the default strategy, "
     "spread_over, the weights of the load scorers (cpu, memory, accelerator, "
-    "link) and start_time. See the README.",
+    "link, jobs) and start_time. See the README.",
 )
 @click.option(
     "--strategy",
