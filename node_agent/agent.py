@@ -245,6 +245,7 @@ class Agent:
         for task in self._link_tasks:
             task.cancel()
         await asyncio.gather(*self._link_tasks, return_exceptions=True)
+        await self._broker_rtt.settle()
         if self.shaper is not None:
             self.shaper.release()
         await self._finish_commands()

@@ -21,20 +21,10 @@ logger = logging.getLogger(__name__)
 PING_BYTES = len(b"PING\r\n")
 # A round trip still unanswered after this long is reported as this long,
 # a lower bound.
+# NOTE: nats-py cancels the PING's future itself after this wait, so a PONG
+# later than that still stops its read loop; a link that slow is most likely
+# lost already.
 MAX_WAIT_S = 10.0
-
-
-async def round_trip_s(
-    client: Client, shaper: LinkShaper | None, timeout_s: float = MAX_WAIT_S
-) -> float:
-    """Return one round trip in seconds; raise nats.errors.TimeoutError past `timeout_s`."""
-    started = time.monotonic()
-    if shaper is not None:
-        await shaper.send(PING_BYTES)
-    await client.rtt(timeout=timeout_s)
-    if shaper is not None:
-        await shaper.receive(PING_BYTES)
-    return time.monotonic() - started
 
 
 class BrokerRtt:
@@ -42,6 +32,12 @@ class BrokerRtt:
 
     `last_ms` is the latest round trip in milliseconds, None while offline
     or before the first one.
+
+    nats-py 2.16 keeps the future of each PING in a queue and sets the next
+    one when a PONG arrives. A cancelled future there makes its read loop
+    fail at the next PONG, and the connection stops reading. So a PING in
+    flight is shielded from cancellation, and `settle` waits for it before
+    the agent drains the connection.
     """
 
     def __init__(
@@ -54,6 +50,7 @@ class BrokerRtt:
         self._shaper = shaper
         self.interval_s = interval_s
         self.last_ms: float | None = None
+        self._in_flight: asyncio.Future | None = None
 
     async def run(self) -> None:
         while True:
@@ -66,7 +63,7 @@ class BrokerRtt:
             self.last_ms = None
             return None
         try:
-            self.last_ms = await round_trip_s(client, self._shaper) * 1000.0
+            self.last_ms = await self._round_trip_s(client) * 1000.0
         except nats.errors.TimeoutError:
             self.last_ms = MAX_WAIT_S * 1000.0
         except nats.errors.Error as exc:
@@ -74,3 +71,18 @@ class BrokerRtt:
             logger.debug("round trip to the NATS server failed: %s", exc)
             self.last_ms = None
         return self.last_ms
+
+    async def settle(self, timeout_s: float = MAX_WAIT_S) -> None:
+        """Wait up to `timeout_s` for a PING in flight to get its PONG."""
+        if self._in_flight is not None and not self._in_flight.done():
+            await asyncio.wait([self._in_flight], timeout=timeout_s)
+
+    async def _round_trip_s(self, client: Client) -> float:
+        started = time.monotonic()
+        if self._shaper is not None:
+            await self._shaper.send(PING_BYTES)
+        self._in_flight = asyncio.ensure_future(client.rtt(timeout=MAX_WAIT_S))
+        await asyncio.shield(self._in_flight)
+        if self._shaper is not None:
+            await self._shaper.receive(PING_BYTES)
+        return time.monotonic() - started

@@ -51,3 +51,24 @@ async def test_no_round_trip_without_a_connection():
 
     assert await rtt.measure() is None
     assert rtt.last_ms is None
+
+
+async def test_cancelled_measurement_keeps_the_connection(nats_server):
+    client = await nats.connect(nats_server.url)
+    try:
+        echo = await client.subscribe("echo")
+        rtt = BrokerRtt(lambda: client, None, interval_s=1.0)
+        measuring = asyncio.create_task(rtt.measure())
+        # Let the PING go out, then cancel while its PONG is on the way.
+        for _ in range(2):
+            await asyncio.sleep(0)
+        measuring.cancel()
+        await rtt.settle()
+
+        # A read loop stopped by a cancelled PING future receives nothing.
+        await client.publish("echo", b"still reading")
+        received = await echo.next_msg(timeout=5)
+    finally:
+        await client.close()
+
+    assert received.data == b"still reading"
