@@ -150,7 +150,7 @@ def job_table(jobs: list[JobView]) -> Table:
 
 
 def plan_table(plan: PlacementPlan) -> Table:
-    """One row per node: its score, or the filter and reason that rule it out."""
+    """Return a table with one row per node: its score, or why it is ruled out."""
     table = Table("NODE", "SCORE", "RULED OUT BY")
     for verdict in plan.nodes:
         score = "-" if verdict.score is None else f"{verdict.score:.3f}"

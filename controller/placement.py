@@ -198,8 +198,8 @@ def memory_fit(spec: JobSpec, node: NodeRecord, context: Context) -> str | None:
 
 
 def ports_free(spec: JobSpec, node: NodeRecord, context: Context) -> str | None:
-    wanted = context.request.host_ports
-    if not wanted:
+    requested = context.request.host_ports
+    if not requested:
         return None
     in_use = {
         (port.host_port, port.protocol): info.job
@@ -207,7 +207,7 @@ def ports_free(spec: JobSpec, node: NodeRecord, context: Context) -> str | None:
         for port in info.ports
     }
     in_use |= context.claims_on(node).ports
-    for port, protocol in wanted:
+    for port, protocol in requested:
         owner = in_use.get((port, protocol))
         if owner is not None and owner != spec.name:
             return f"host port {port}/{protocol} is taken by {owner}"

@@ -106,8 +106,8 @@ class LinkWatch:
 
     def keep_only(self, jobs: set[str]) -> None:
         """Drop what is tracked for jobs not in `jobs`, such as removed ones."""
-        for gone in self._since.keys() - jobs:
-            del self._since[gone]
+        for removed in self._since.keys() - jobs:
+            del self._since[removed]
 
     def _watched_node(self, record: JobRecord) -> NodeRecord | None:
         if record.spec.migrate_when is None or record.desired != "running":

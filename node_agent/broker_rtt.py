@@ -20,10 +20,9 @@ logger = logging.getLogger(__name__)
 # Size of a NATS PING or PONG line with its CRLF.
 PING_BYTES = len(b"PING\r\n")
 # A round trip still unanswered after this long is reported as this long,
-# a lower bound.
-# NOTE: nats-py cancels the PING's future itself after this wait, so a PONG
-# later than that still stops its read loop; a link that slow is most likely
-# lost already.
+# which is a lower bound.
+# NOTE: nats-py cancels the PING's future itself after this wait, so a later
+# PONG still stops its read loop. A link that slow is most likely lost already.
 MAX_WAIT_S = 10.0
 
 

@@ -30,7 +30,7 @@ class EventForwarder:
     When the stream ends without `close()` (the engine restarted), the
     forwarder reopens it after REOPEN_DELAY_S from the second of the last
     event it saw. No event in between is lost, but events of that second
-    can arrive twice. `observe` sees each event before it is published,
+    can arrive twice. `observe` receives each event before it is published,
     also while the link is offline.
     """
 

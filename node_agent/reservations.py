@@ -77,9 +77,9 @@ def total(limits: Iterable[Limits]) -> Limits:
     """Add up limits field by field."""
     nano_cpus = 0
     mem_bytes = 0
-    for one in limits:
-        nano_cpus += one.nano_cpus
-        mem_bytes += one.mem_bytes
+    for limit in limits:
+        nano_cpus += limit.nano_cpus
+        mem_bytes += limit.mem_bytes
 
     return Limits(nano_cpus=nano_cpus, mem_bytes=mem_bytes)
 

@@ -392,8 +392,8 @@ class NodeVerdict(msgspec.Struct, kw_only=True, frozen=True):
 class PlacementPlan(msgspec.Struct, kw_only=True, frozen=True):
     """Where a submit places a job's copies, and why.
 
-    `chosen` holds one node per copy in `jobs`, None for a copy no node can
-    take. `nodes` holds the verdict on every registered node for the first
+    `chosen` contains one node per copy in `jobs`, None for a copy no node can
+    take. `nodes` contains the verdict on every registered node for the first
     copy that no node can take, or for the first copy when all of them fit.
     """
 
